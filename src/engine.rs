@@ -1,0 +1,626 @@
+//! Calculates and applies changes to the guarded bridge: `init`, `apply` and `remove` each build
+//! a printable [`Plan`] from the switch's state, then carry it out in one OpenFlow bundle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::compile::{base_flows, interface_flows};
+use crate::config::{Config, Uplink};
+use crate::domain::{DomainError, DomainIdentity, GuardedDomain, GuardedInterface};
+use crate::flow::{Flow, FlowKey};
+use crate::model::{DomainUuid, MacAddr, OfPort, PortName};
+use crate::ovs::{BridgeRow, InterfaceRow, Ovs, OvsError, REQUIRED_PROTOCOLS};
+use crate::pipeline::{Cookie, IfaceKey};
+
+/// Fragment mode under which first fragments keep their L4 fields, so the UDP/ICMP checks see them.
+pub const FRAG_MODE: &str = "nx-match";
+/// Prefix of the Bridge external_ids keys that record each guarded interface.
+pub const RECORD_PREFIX: &str = "vmguard-if-";
+
+#[derive(Debug, Error)]
+pub enum GuardError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("domain {domain}: interface {iface}: {field}: {problem}")]
+    Interface {
+        domain: String,
+        iface: String,
+        field: &'static str,
+        problem: String,
+    },
+    #[error("bridge {bridge}: uplink {uplink}: {problem}")]
+    Uplink {
+        bridge: String,
+        uplink: String,
+        problem: String,
+    },
+    #[error("{context}")]
+    Ovs {
+        context: String,
+        #[source]
+        source: OvsError,
+    },
+}
+
+/// What vmguard remembers about one installed interface, so `verify`, `status` and duplicate
+/// checks work without the domain's XML and survive an ovs-vswitchd restart (OVSDB keeps it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub domain: String,
+    pub uuid: DomainUuid,
+    pub mac: MacAddr,
+    pub dev: Option<PortName>,
+    pub ofport: OfPort,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+}
+
+impl Record {
+    pub fn key(&self) -> IfaceKey {
+        IfaceKey::derive(&self.uuid, self.mac)
+    }
+
+    pub fn interface(&self) -> GuardedInterface {
+        GuardedInterface {
+            mac: self.mac,
+            dev: self.dev.clone(),
+            ipv4: self.ipv4.clone(),
+            ipv6: self.ipv6.clone(),
+        }
+    }
+
+    fn owns(&self, i: &GuardedInterface) -> Option<String> {
+        if self.mac == i.mac {
+            return Some(format!("mac address {} is already owned", i.mac));
+        }
+        let v4 = i
+            .ipv4
+            .iter()
+            .find(|a| self.ipv4.contains(a))
+            .map(|a| a.to_string());
+        let v6 = i
+            .ipv6
+            .iter()
+            .find(|a| self.ipv6.contains(a))
+            .map(|a| a.to_string());
+        v4.or(v6).map(|a| format!("{a} is already owned"))
+    }
+}
+
+/// Records by interface key, read from the Bridge's external_ids; unreadable entries are
+/// reported, not dropped silently.
+pub fn records(row: &BridgeRow) -> (BTreeMap<IfaceKey, Record>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (k, v) in &row.external_ids {
+        let Some(hex) = k.strip_prefix(RECORD_PREFIX) else {
+            continue;
+        };
+        match (
+            u64::from_str_radix(hex, 16)
+                .ok()
+                .and_then(IfaceKey::from_raw),
+            serde_json::from_str::<Record>(v),
+        ) {
+            (Some(key), Ok(r)) if r.key() == key => {
+                out.insert(key, r);
+            }
+            _ => bad.push(k.clone()),
+        }
+    }
+    (out, bad)
+}
+
+fn record_id(key: IfaceKey) -> String {
+    format!("{RECORD_PREFIX}{key}")
+}
+
+/// A change to make, described before it is made (`--dry-run` prints it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Bridge columns to set (`fail_mode=secure`, `protocols=…`).
+    pub bridge_settings: Vec<String>,
+    /// The fragment mode to set, if it is not already `nx-match`.
+    pub frag_mode: Option<&'static str>,
+    /// Lines of the OpenFlow bundle (`add …`, `delete_strict …`, `delete cookie=…`).
+    pub bundle: Vec<String>,
+    pub records_set: Vec<(String, String)>,
+    pub records_removed: Vec<String>,
+    /// Human-readable notes (evicted stale owners, ignored metadata, …).
+    pub notes: Vec<String>,
+    pub added: usize,
+    pub removed: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.bridge_settings.is_empty()
+            && self.frag_mode.is_none()
+            && self.bundle.is_empty()
+            && self.records_set.is_empty()
+            && self.records_removed.is_empty()
+    }
+
+    /// The plan as text: settings as comments, then the bundle exactly as it will be sent.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for s in &self.bridge_settings {
+            out.push_str(&format!("# ovs-vsctl set Bridge … {s}\n"));
+        }
+        if let Some(m) = self.frag_mode {
+            out.push_str(&format!("# ovs-ofctl set-frags … {m}\n"));
+        }
+        for (k, _) in &self.records_set {
+            out.push_str(&format!("# record external_ids:{k}\n"));
+        }
+        for k in &self.records_removed {
+            out.push_str(&format!("# remove record external_ids:{k}\n"));
+        }
+        for l in &self.bundle {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Flow changes as `(added, removed)`.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.added, self.removed)
+    }
+
+    /// Adds the bundle lines turning `current` into `desired` (flows already right are left alone
+    /// and keep their counters).
+    fn diff(&mut self, current: &[crate::flow::DumpedFlow], desired: &[Flow]) {
+        let want: BTreeMap<FlowKey, &Flow> = desired.iter().map(|f| (f.key(), f)).collect();
+        let have: BTreeSet<&FlowKey> = current.iter().map(|d| &d.key).collect();
+        for d in current {
+            if !want.contains_key(&d.key) {
+                self.bundle.push(d.key.delete_strict());
+                self.removed += 1;
+            }
+        }
+        for (k, f) in &want {
+            if !have.contains(k) {
+                self.bundle.push(format!("add {f}"));
+                self.added += 1;
+            }
+        }
+    }
+}
+
+/// vmguard's view of one bridge through one OVS.
+pub struct Guard<'a> {
+    pub ovs: &'a Ovs,
+    pub cfg: &'a Config,
+}
+
+impl<'a> Guard<'a> {
+    pub fn new(ovs: &'a Ovs, cfg: &'a Config) -> Self {
+        Guard { ovs, cfg }
+    }
+
+    fn bridge(&self) -> &str {
+        self.cfg.bridge.as_str()
+    }
+
+    fn ovs_err(&self, context: String) -> impl FnOnce(OvsError) -> GuardError {
+        move |source| GuardError::Ovs { context, source }
+    }
+
+    fn uplink_names(&self) -> Vec<&str> {
+        self.cfg
+            .uplinks
+            .iter()
+            .filter_map(|u| match u {
+                Uplink::Port(p) => Some(p.as_str()),
+                Uplink::Local => None,
+            })
+            .collect()
+    }
+
+    /// Uplink ofports, in config order; a configured uplink missing from the bridge is an error.
+    fn uplink_ports(
+        &self,
+        row: &BridgeRow,
+        ifaces: &[InterfaceRow],
+    ) -> Result<Vec<OfPort>, GuardError> {
+        self.cfg
+            .uplinks
+            .iter()
+            .map(|u| match u {
+                Uplink::Local => Ok(OfPort::LOCAL),
+                Uplink::Port(p) => {
+                    let err = |problem: &str| GuardError::Uplink {
+                        bridge: self.bridge().to_string(),
+                        uplink: p.to_string(),
+                        problem: problem.to_string(),
+                    };
+                    if !row.ports.iter().any(|n| n == p.as_str()) {
+                        return Err(err("not a port of the bridge (fix `uplinks` in the config, or add the port)"));
+                    }
+                    ifaces
+                        .iter()
+                        .find(|i| i.name == p.as_str())
+                        .and_then(|i| i.ofport)
+                        .ok_or_else(|| err("has no valid ofport"))
+                }
+            })
+            .collect()
+    }
+
+    /// Bridge settings vmguard depends on that are not in place.
+    fn settings_plan(&self, row: &BridgeRow, plan: &mut Plan) -> Result<(), GuardError> {
+        if row.fail_mode.as_deref() != Some("secure") {
+            plan.bridge_settings.push("fail_mode=secure".into());
+        }
+        if REQUIRED_PROTOCOLS
+            .iter()
+            .any(|p| !row.protocols.iter().any(|q| q == p))
+        {
+            let mut all: BTreeSet<String> = row.protocols.iter().cloned().collect();
+            if all.is_empty() {
+                // An empty set means OpenFlow10 only; keep it for operators' plain ovs-ofctl.
+                all.insert("OpenFlow10".into());
+            }
+            all.extend(REQUIRED_PROTOCOLS.iter().map(|p| p.to_string()));
+            plan.bridge_settings.push(format!(
+                "protocols={}",
+                all.into_iter().collect::<Vec<_>>().join(",")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies bridge settings first: ovs-ofctl cannot speak OpenFlow 1.4 to the bridge before
+    /// `protocols` allows it, and setting `fail_mode` may flush flows that the bundle must then see.
+    fn apply_settings(&self, plan: &Plan) -> Result<(), GuardError> {
+        let ctx = format!("bridge {}: cannot update bridge settings", self.bridge());
+        if !plan.bridge_settings.is_empty() {
+            self.ovs
+                .set_bridge(self.bridge(), &plan.bridge_settings)
+                .map_err(self.ovs_err(ctx.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn frag_plan(&self, plan: &mut Plan) -> Result<(), GuardError> {
+        let ctx = format!("bridge {}: cannot read the fragment mode", self.bridge());
+        if self
+            .ovs
+            .get_frags(self.bridge())
+            .map_err(self.ovs_err(ctx))?
+            != FRAG_MODE
+        {
+            plan.frag_mode = Some(FRAG_MODE);
+        }
+        Ok(())
+    }
+
+    fn base_plan(&self, uplinks: &[OfPort], plan: &mut Plan) -> Result<(), GuardError> {
+        let ctx = format!("bridge {}: cannot read flows", self.bridge());
+        let current = self
+            .ovs
+            .dump_flows(self.bridge(), &Cookie::owner_selector(IfaceKey::BASE))
+            .map_err(self.ovs_err(ctx))?;
+        plan.diff(&current, &base_flows(uplinks));
+        Ok(())
+    }
+
+    fn execute(&self, plan: &Plan, context: &str) -> Result<(), GuardError> {
+        if let Some(mode) = plan.frag_mode {
+            self.ovs
+                .set_frags(self.bridge(), mode)
+                .map_err(self.ovs_err(format!("{context}: cannot set fragment mode")))?;
+        }
+        if !plan.bundle.is_empty() {
+            let text = plan.bundle.join("\n") + "\n";
+            self.ovs
+                .bundle(self.bridge(), &text)
+                .map_err(self.ovs_err(format!(
+                    "{context}: OVS refused the flows (nothing was changed)"
+                )))?;
+        }
+        self.ovs
+            .set_bridge_ids(self.bridge(), &plan.records_set, &plan.records_removed)
+            .map_err(self.ovs_err(format!(
+                "{context}: flows installed but recording them in OVSDB failed"
+            )))
+    }
+
+    /// Prepares the bridge: settings, fragment mode, base flows, and removal of flows that do
+    /// not carry vmguard's tag (the bridge's tables belong to vmguard). Idempotent.
+    pub fn init(&self, dry_run: bool) -> Result<Plan, GuardError> {
+        let _lock = self
+            .ovs
+            .lock(self.bridge())
+            .map_err(self.ovs_err("cannot lock the bridge".into()))?;
+        let ctx = format!("bridge {}", self.bridge());
+        let (row, ifaces) = self
+            .ovs
+            .query(self.bridge(), &self.uplink_names(), &[])
+            .map_err(self.ovs_err(ctx.clone()))?;
+        let mut plan = Plan::default();
+        self.settings_plan(&row, &mut plan)?;
+        let uplinks = self.uplink_ports(&row, &ifaces)?;
+        if dry_run && !plan.bridge_settings.is_empty() {
+            // The switch may not speak OpenFlow 1.4 yet: plan the base flows from scratch.
+            plan.frag_mode = Some(FRAG_MODE);
+            plan.diff(&[], &base_flows(&uplinks));
+            return Ok(plan);
+        }
+        if !dry_run {
+            self.apply_settings(&plan)?;
+        }
+        self.frag_plan(&mut plan)?;
+        let all = self
+            .ovs
+            .dump_flows(self.bridge(), "")
+            .map_err(self.ovs_err(ctx.clone()))?;
+        for f in all
+            .iter()
+            .filter(|f| Cookie::decode(f.key.cookie).is_none())
+        {
+            plan.bundle.push(f.key.delete_strict());
+            plan.removed += 1;
+            plan.notes.push(format!(
+                "removing flow without vmguard's tag: cookie={:#x} table={} priority={}",
+                f.key.cookie, f.key.table, f.key.priority
+            ));
+        }
+        self.base_plan(&uplinks, &mut plan)?;
+        if !dry_run {
+            self.execute(&plan, &ctx)?;
+        }
+        Ok(plan)
+    }
+
+    /// Installs one domain's flows for all its interfaces on the bridge, replacing its previous
+    /// flows, in one bundle. The bridge is left exactly as it was on any error.
+    pub fn apply(&self, dom: &GuardedDomain, dry_run: bool) -> Result<Plan, GuardError> {
+        let ctx = format!("domain {}", dom.name);
+        let _lock = self
+            .ovs
+            .lock(self.bridge())
+            .map_err(self.ovs_err(format!("{ctx}: cannot lock the bridge")))?;
+        let mut names: Vec<&str> = self.uplink_names();
+        names.extend(
+            dom.interfaces
+                .iter()
+                .filter_map(|i| i.dev.as_ref().map(PortName::as_str)),
+        );
+        let macs: Vec<String> = dom.interfaces.iter().map(|i| i.mac.to_string()).collect();
+        let (row, ifaces) = self
+            .ovs
+            .query(self.bridge(), &names, &macs)
+            .map_err(self.ovs_err(format!("{ctx}: cannot read OVS")))?;
+        let mut plan = Plan::default();
+        plan.notes.extend(dom.warnings.iter().cloned());
+        self.settings_plan(&row, &mut plan)?;
+        let uplinks = self.uplink_ports(&row, &ifaces)?;
+
+        let (records, unreadable) = records(&row);
+        plan.notes.extend(
+            unreadable
+                .iter()
+                .map(|k| format!("ignoring unreadable record external_ids:{k}")),
+        );
+        let mut desired: Vec<(IfaceKey, Vec<Flow>)> = Vec::new();
+        let mut ours: BTreeSet<IfaceKey> = BTreeSet::new();
+        let mut stale: BTreeSet<IfaceKey> = records
+            .iter()
+            .filter(|(_, r)| r.uuid == dom.uuid)
+            .map(|(k, _)| *k)
+            .collect();
+        for iface in &dom.interfaces {
+            let key = IfaceKey::derive(&dom.uuid, iface.mac);
+            let port = self.resolve_port(dom, iface, &row, &ifaces)?;
+            let iface_err = |field, problem: String| GuardError::Interface {
+                domain: dom.name.clone(),
+                iface: iface.mac.to_string(),
+                field,
+                problem,
+            };
+            for (k, r) in &records {
+                if *k == key || r.uuid == dom.uuid {
+                    continue;
+                }
+                if let Some(what) = r.owns(iface) {
+                    let field = if what.starts_with("mac") {
+                        "mac address"
+                    } else {
+                        "ip address"
+                    };
+                    return Err(iface_err(
+                        field,
+                        format!("{what} by domain {} (interface {})", r.domain, r.mac),
+                    ));
+                }
+                if r.ofport == port {
+                    // A port belongs to one interface at a time: the previous owner is gone
+                    // without its stop hook having run.
+                    plan.notes.push(format!(
+                        "ofport {port} was recorded for domain {} interface {}: removing its stale flows",
+                        r.domain, r.mac
+                    ));
+                    stale.insert(*k);
+                }
+            }
+            if !ours.insert(key) {
+                return Err(iface_err(
+                    "mac address",
+                    "interface key collides with another interface of the domain".into(),
+                ));
+            }
+            stale.remove(&key);
+            let record = Record {
+                domain: dom.name.clone(),
+                uuid: dom.uuid.clone(),
+                mac: iface.mac,
+                dev: iface.dev.clone(),
+                ofport: port,
+                ipv4: iface.ipv4.clone(),
+                ipv6: iface.ipv6.clone(),
+            };
+            let json = serde_json::to_string(&record).expect("records serialise");
+            if records.get(&key) != Some(&record) {
+                plan.records_set.push((record_id(key), json));
+            }
+            desired.push((key, interface_flows(iface, key, port, self.cfg.arp_mode)));
+        }
+
+        if dry_run && !plan.bridge_settings.is_empty() {
+            for (_, flows) in &desired {
+                plan.diff(&[], flows);
+            }
+            return Ok(plan);
+        }
+        if !dry_run {
+            self.apply_settings(&plan)?;
+        }
+        self.frag_plan(&mut plan)?;
+        self.base_plan(&uplinks, &mut plan)?;
+        for key in &stale {
+            plan.bundle
+                .push(format!("delete {}", Cookie::owner_selector(*key)));
+            if records.contains_key(key) {
+                plan.records_removed.push(record_id(*key));
+            }
+        }
+        for (key, flows) in &desired {
+            let current = self
+                .ovs
+                .dump_flows(self.bridge(), &Cookie::owner_selector(*key))
+                .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
+            plan.diff(&current, flows);
+        }
+        if !dry_run {
+            self.execute(&plan, &ctx)?;
+        }
+        Ok(plan)
+    }
+
+    /// The ofport of an interface: by `<target dev>`, else by `external_ids:attached-mac`.
+    fn resolve_port(
+        &self,
+        dom: &GuardedDomain,
+        iface: &GuardedInterface,
+        row: &BridgeRow,
+        ifaces: &[InterfaceRow],
+    ) -> Result<OfPort, GuardError> {
+        let err = |field, problem: String| GuardError::Interface {
+            domain: dom.name.clone(),
+            iface: iface.mac.to_string(),
+            field,
+            problem,
+        };
+        let by_dev = iface
+            .dev
+            .as_ref()
+            .and_then(|d| ifaces.iter().find(|r| r.name == d.as_str()));
+        let mac = iface.mac.to_string();
+        let by_mac = || {
+            ifaces
+                .iter()
+                .filter(|r| {
+                    r.attached_mac.as_deref().map(str::to_ascii_lowercase) == Some(mac.clone())
+                })
+                .collect::<Vec<_>>()
+        };
+        let found = match by_dev {
+            Some(r) => r,
+            None => {
+                let candidates = by_mac();
+                match candidates.as_slice() {
+                    [one] => *one,
+                    [] => {
+                        return Err(err(
+                            "target dev",
+                            match &iface.dev {
+                                Some(d) => format!("no OVS interface named {d} or with external_ids:attached-mac={mac}"),
+                                None => format!("no <target dev> and no OVS interface with external_ids:attached-mac={mac}"),
+                            },
+                        ))
+                    }
+                    many => {
+                        return Err(err(
+                            "mac address",
+                            format!("{} OVS interfaces carry attached-mac={mac}: {}", many.len(), many.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")),
+                        ))
+                    }
+                }
+            }
+        };
+        let on_bridge = if row.ports.contains(&found.name) {
+            true
+        } else {
+            // Found by MAC under a name we did not ask the bridge about: ask once more.
+            let (r, _) = self
+                .ovs
+                .query(self.bridge(), &[found.name.as_str()], &[])
+                .map_err(self.ovs_err(format!("domain {}: cannot read OVS", dom.name)))?;
+            r.ports.contains(&found.name)
+        };
+        if !on_bridge {
+            return Err(err(
+                "target dev",
+                format!("OVS port {} is not on bridge {}", found.name, self.bridge()),
+            ));
+        }
+        found.ofport.ok_or_else(|| {
+            err(
+                "ofport",
+                format!("OVS interface {} has no valid ofport yet", found.name),
+            )
+        })
+    }
+
+    /// Removes every flow and record of a domain's interfaces. Needs only the domain's UUID (or,
+    /// failing that, its name) and its MACs; works when the ports are already gone.
+    pub fn remove(&self, id: &DomainIdentity, dry_run: bool) -> Result<Plan, GuardError> {
+        let ctx = format!("domain {}", id.name);
+        let _lock = self
+            .ovs
+            .lock(self.bridge())
+            .map_err(self.ovs_err(format!("{ctx}: cannot lock the bridge")))?;
+        let (row, _) = self
+            .ovs
+            .query(self.bridge(), &[], &[])
+            .map_err(self.ovs_err(format!("{ctx}: cannot read OVS")))?;
+        let (records, _) = records(&row);
+        let mut keys: BTreeSet<IfaceKey> = BTreeSet::new();
+        if let Some(uuid) = &id.uuid {
+            keys.extend(id.macs.iter().map(|m| IfaceKey::derive(uuid, *m)));
+        }
+        keys.extend(
+            records
+                .iter()
+                .filter(|(_, r)| match &id.uuid {
+                    Some(u) => r.uuid == *u,
+                    None => r.domain == id.name,
+                })
+                .map(|(k, _)| *k),
+        );
+        let mut plan = Plan::default();
+        for key in &keys {
+            let current = self
+                .ovs
+                .dump_flows(self.bridge(), &Cookie::owner_selector(*key))
+                .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
+            if !current.is_empty() {
+                plan.bundle
+                    .push(format!("delete {}", Cookie::owner_selector(*key)));
+                plan.removed += current.len();
+            }
+            if records.contains_key(key) {
+                plan.records_removed.push(record_id(*key));
+            }
+        }
+        if !dry_run {
+            self.execute(&plan, &ctx)?;
+        }
+        Ok(plan)
+    }
+}
