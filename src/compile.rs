@@ -13,6 +13,8 @@ const DHCP_CLIENT_PORT: u16 = 68;
 const DHCP6_SERVER_PORT: u16 = 547;
 const DHCP6_CLIENT_PORT: u16 = 546;
 const ICMP_REDIRECT: u8 = 5;
+/// ICMPv4 Router Advertisement (IRDP, RFC 1256): IPv4's rogue-router announcement.
+const ICMP_ROUTER_ADVERT: u8 = 9;
 const ICMP6_MLD_REPORT: u8 = 131;
 const ICMP6_RS: u8 = 133;
 const ICMP6_RA: u8 = 134;
@@ -335,6 +337,12 @@ fn payload_guard(e: &mut Emitter, iface: &GuardedInterface, port: OfPort) {
         prio::DENY,
         Reason::RouterAdvert,
         at().icmp6().icmp_type(ICMP6_RA),
+    );
+    e.drop(
+        t,
+        prio::DENY,
+        Reason::RouterAdvert,
+        at().icmp().icmp_type(ICMP_ROUTER_ADVERT),
     );
 
     // NA only for owned targets, TLL absent or its own MAC (Req6).

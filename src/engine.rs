@@ -7,13 +7,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::battery::{probes, Expect};
 use crate::compile::{base_flows, interface_flows};
 use crate::config::{Config, Uplink};
 use crate::domain::{DomainError, DomainIdentity, GuardedDomain, GuardedInterface};
-use crate::flow::{Flow, FlowKey};
+use crate::flow::{DumpedFlow, Flow, FlowKey};
 use crate::model::{DomainUuid, MacAddr, OfPort, PortName};
 use crate::ovs::{BridgeRow, InterfaceRow, Ovs, OvsError, REQUIRED_PROTOCOLS};
-use crate::pipeline::{Cookie, IfaceKey};
+use crate::pipeline::{Cookie, IfaceKey, Reason};
 
 /// Fragment mode under which first fragments keep their L4 fields, so the UDP/ICMP checks see them.
 pub const FRAG_MODE: &str = "nx-match";
@@ -133,6 +134,8 @@ pub struct Plan {
     pub notes: Vec<String>,
     pub added: usize,
     pub removed: usize,
+    /// Interfaces installed by this plan: MAC, ofport, key (for log lines).
+    pub interfaces: Vec<(MacAddr, OfPort, IfaceKey)>,
 }
 
 impl Plan {
@@ -189,6 +192,84 @@ impl Plan {
             }
         }
     }
+}
+
+/// One interface ready to install: its key, its record and its flows.
+struct Desired {
+    key: IfaceKey,
+    record: Record,
+    flows: Vec<Flow>,
+}
+
+/// The result of a full resync.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    pub plan: Plan,
+    /// One line per domain that could not be installed (its ports stay closed).
+    pub failed: Vec<String>,
+}
+
+/// Expected versus installed flows of one owner (an interface, or the base).
+#[derive(Clone, Debug)]
+pub struct KeyAudit {
+    pub expected: usize,
+    pub installed: usize,
+    pub missing: Vec<FlowKey>,
+    pub extra: Vec<FlowKey>,
+    /// Packets counted by this owner's drop flows, by reason.
+    pub drops: BTreeMap<Reason, u64>,
+}
+
+impl KeyAudit {
+    fn compare(expected: Vec<Flow>, installed: Vec<DumpedFlow>) -> KeyAudit {
+        let want: BTreeSet<FlowKey> = expected.iter().map(Flow::key).collect();
+        let have: BTreeSet<FlowKey> = installed.iter().map(|d| d.key.clone()).collect();
+        let mut drops: BTreeMap<Reason, u64> = BTreeMap::new();
+        for d in &installed {
+            if let Some(c) = Cookie::decode(d.key.cookie).filter(|c| c.reason() != Reason::Pass) {
+                *drops.entry(c.reason()).or_default() += d.n_packets;
+            }
+        }
+        KeyAudit {
+            expected: want.len(),
+            installed: have.len(),
+            missing: want.difference(&have).cloned().collect(),
+            extra: have.difference(&want).cloned().collect(),
+            drops,
+        }
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// One recorded interface as found on the switch.
+#[derive(Clone, Debug)]
+pub struct InterfaceAudit {
+    pub key: IfaceKey,
+    pub record: Record,
+    /// The ofport its OVS interface has now (`None`: the port is gone).
+    pub live_ofport: Option<OfPort>,
+    pub flows: KeyAudit,
+}
+
+/// What `verify` and `status` report: every difference from the expected state, and each
+/// recorded interface.
+#[derive(Clone, Debug)]
+pub struct Audit {
+    pub drift: Vec<String>,
+    pub interfaces: Vec<InterfaceAudit>,
+}
+
+/// One probe's outcome on the live bridge.
+#[derive(Clone, Debug)]
+pub struct ProbeResult {
+    pub label: &'static str,
+    pub expect: Expect,
+    /// The datapath actions `ofproto/trace` reported.
+    pub actions: String,
+    pub ok: bool,
 }
 
 /// vmguard's view of one bridge through one OVS.
@@ -377,6 +458,73 @@ impl<'a> Guard<'a> {
         Ok(plan)
     }
 
+    /// Resolves each interface's port and checks it against what `owners` already own: the
+    /// interfaces ready to install, all or none.
+    fn desire(
+        &self,
+        dom: &GuardedDomain,
+        row: &BridgeRow,
+        ifaces: &[InterfaceRow],
+        owners: &BTreeMap<IfaceKey, Record>,
+    ) -> Result<Vec<Desired>, GuardError> {
+        let mut out: Vec<Desired> = Vec::new();
+        for iface in &dom.interfaces {
+            let key = IfaceKey::derive(&dom.uuid, iface.mac);
+            let port = self.resolve_port(dom, iface, row, ifaces)?;
+            let iface_err = |field, problem: String| GuardError::Interface {
+                domain: dom.name.clone(),
+                iface: iface.mac.to_string(),
+                field,
+                problem,
+            };
+            for (k, r) in owners {
+                if *k == key || r.uuid == dom.uuid {
+                    continue;
+                }
+                if let Some(what) = r.owns(iface) {
+                    let field = if what.starts_with("mac") {
+                        "mac address"
+                    } else {
+                        "ip address"
+                    };
+                    return Err(iface_err(
+                        field,
+                        format!("{what} by domain {} (interface {})", r.domain, r.mac),
+                    ));
+                }
+            }
+            if out.iter().any(|d| d.key == key) {
+                return Err(iface_err(
+                    "mac address",
+                    "interface key collides with another interface of the domain".into(),
+                ));
+            }
+            let record = Record {
+                domain: dom.name.clone(),
+                uuid: dom.uuid.clone(),
+                mac: iface.mac,
+                dev: iface.dev.clone(),
+                ofport: port,
+                ipv4: iface.ipv4.clone(),
+                ipv6: iface.ipv6.clone(),
+            };
+            let flows = interface_flows(iface, key, port, self.cfg.arp_mode);
+            out.push(Desired { key, record, flows });
+        }
+        Ok(out)
+    }
+
+    /// Records to write for `desired` where the recorded one differs.
+    fn record_changes(desired: &[Desired], records: &BTreeMap<IfaceKey, Record>, plan: &mut Plan) {
+        for d in desired {
+            if records.get(&d.key) != Some(&d.record) {
+                let json = serde_json::to_string(&d.record).expect("records serialise");
+                plan.records_set.push((record_id(d.key), json));
+            }
+            plan.interfaces.push((d.record.mac, d.record.ofport, d.key));
+        }
+    }
+
     /// Installs one domain's flows for all its interfaces on the bridge, replacing its previous
     /// flows, in one bundle. The bridge is left exactly as it was on any error.
     pub fn apply(&self, dom: &GuardedDomain, dry_run: bool) -> Result<Plan, GuardError> {
@@ -400,80 +548,37 @@ impl<'a> Guard<'a> {
         plan.notes.extend(dom.warnings.iter().cloned());
         self.settings_plan(&row, &mut plan)?;
         let uplinks = self.uplink_ports(&row, &ifaces)?;
-
         let (records, unreadable) = records(&row);
         plan.notes.extend(
             unreadable
                 .iter()
                 .map(|k| format!("ignoring unreadable record external_ids:{k}")),
         );
-        let mut desired: Vec<(IfaceKey, Vec<Flow>)> = Vec::new();
-        let mut ours: BTreeSet<IfaceKey> = BTreeSet::new();
-        let mut stale: BTreeSet<IfaceKey> = records
-            .iter()
-            .filter(|(_, r)| r.uuid == dom.uuid)
-            .map(|(k, _)| *k)
-            .collect();
-        for iface in &dom.interfaces {
-            let key = IfaceKey::derive(&dom.uuid, iface.mac);
-            let port = self.resolve_port(dom, iface, &row, &ifaces)?;
-            let iface_err = |field, problem: String| GuardError::Interface {
-                domain: dom.name.clone(),
-                iface: iface.mac.to_string(),
-                field,
-                problem,
-            };
-            for (k, r) in &records {
-                if *k == key || r.uuid == dom.uuid {
-                    continue;
-                }
-                if let Some(what) = r.owns(iface) {
-                    let field = if what.starts_with("mac") {
-                        "mac address"
-                    } else {
-                        "ip address"
-                    };
-                    return Err(iface_err(
-                        field,
-                        format!("{what} by domain {} (interface {})", r.domain, r.mac),
-                    ));
-                }
-                if r.ofport == port {
-                    // A port belongs to one interface at a time: the previous owner is gone
-                    // without its stop hook having run.
-                    plan.notes.push(format!(
-                        "ofport {port} was recorded for domain {} interface {}: removing its stale flows",
-                        r.domain, r.mac
-                    ));
-                    stale.insert(*k);
-                }
+
+        let desired = self.desire(dom, &row, &ifaces, &records)?;
+        // The domain's previous interfaces that it no longer has, and any interface recorded on
+        // a port one of ours now holds: a port belongs to one interface at a time, so that
+        // owner is gone without its stop hook having run.
+        let mut stale: BTreeSet<IfaceKey> = BTreeSet::new();
+        for (k, r) in &records {
+            if desired.iter().any(|d| d.key == *k) {
+                continue;
             }
-            if !ours.insert(key) {
-                return Err(iface_err(
-                    "mac address",
-                    "interface key collides with another interface of the domain".into(),
+            if r.uuid == dom.uuid {
+                stale.insert(*k);
+            } else if let Some(d) = desired.iter().find(|d| d.record.ofport == r.ofport) {
+                plan.notes.push(format!(
+                    "ofport {} was recorded for domain {} interface {}: removing its stale flows",
+                    d.record.ofport, r.domain, r.mac
                 ));
+                stale.insert(*k);
             }
-            stale.remove(&key);
-            let record = Record {
-                domain: dom.name.clone(),
-                uuid: dom.uuid.clone(),
-                mac: iface.mac,
-                dev: iface.dev.clone(),
-                ofport: port,
-                ipv4: iface.ipv4.clone(),
-                ipv6: iface.ipv6.clone(),
-            };
-            let json = serde_json::to_string(&record).expect("records serialise");
-            if records.get(&key) != Some(&record) {
-                plan.records_set.push((record_id(key), json));
-            }
-            desired.push((key, interface_flows(iface, key, port, self.cfg.arp_mode)));
         }
+        Self::record_changes(&desired, &records, &mut plan);
 
         if dry_run && !plan.bridge_settings.is_empty() {
-            for (_, flows) in &desired {
-                plan.diff(&[], flows);
+            for d in &desired {
+                plan.diff(&[], &d.flows);
             }
             return Ok(plan);
         }
@@ -485,21 +590,281 @@ impl<'a> Guard<'a> {
         for key in &stale {
             plan.bundle
                 .push(format!("delete {}", Cookie::owner_selector(*key)));
-            if records.contains_key(key) {
-                plan.records_removed.push(record_id(*key));
-            }
+            plan.records_removed.push(record_id(*key));
         }
-        for (key, flows) in &desired {
+        for d in &desired {
             let current = self
                 .ovs
-                .dump_flows(self.bridge(), &Cookie::owner_selector(*key))
+                .dump_flows(self.bridge(), &Cookie::owner_selector(d.key))
                 .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
-            plan.diff(&current, flows);
+            plan.diff(&current, &d.flows);
         }
         if !dry_run {
             self.execute(&plan, &ctx)?;
         }
         Ok(plan)
+    }
+
+    /// Like [`Guard::apply`], but waits up to the configured `ofport_timeout` for interfaces whose
+    /// OVS port or ofport does not exist yet (a tap libvirt has just created).
+    pub fn apply_waiting(&self, dom: &GuardedDomain) -> Result<Plan, GuardError> {
+        let deadline = std::time::Instant::now() + self.cfg.ofport_timeout;
+        loop {
+            match self.apply(dom, false) {
+                Err(GuardError::Interface {
+                    field: "ofport" | "target dev",
+                    ..
+                }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reconciles the bridge with exactly these domains (every running one): restores bridge
+    /// settings and base flows, installs what is missing, removes vmguard flows and records of
+    /// interfaces not among them, and leaves flows that are already right alone. One dump, one
+    /// bundle. A domain that cannot be installed (a conflict, a missing port) is reported in
+    /// `failed` and its ports stay closed; the others are still reconciled.
+    pub fn sync(
+        &self,
+        domains: &[GuardedDomain],
+        dry_run: bool,
+    ) -> Result<SyncOutcome, GuardError> {
+        let ctx = format!("bridge {}", self.bridge());
+        let _lock = self
+            .ovs
+            .lock(self.bridge())
+            .map_err(self.ovs_err(format!("{ctx}: cannot lock the bridge")))?;
+        let (row, ifaces) = self
+            .ovs
+            .query_all(self.bridge())
+            .map_err(self.ovs_err(format!("{ctx}: cannot read OVS")))?;
+        let mut plan = Plan::default();
+        self.settings_plan(&row, &mut plan)?;
+        let uplinks = self.uplink_ports(&row, &ifaces)?;
+        let (records, unreadable) = records(&row);
+        plan.records_removed.extend(unreadable);
+
+        // Interfaces already installed keep precedence over newcomers that claim their addresses.
+        let mut order: Vec<&GuardedDomain> = domains.iter().collect();
+        order.sort_by_key(|d| !records.values().any(|r| r.uuid == d.uuid));
+        let mut accepted: BTreeMap<IfaceKey, Record> = BTreeMap::new();
+        let mut desired: Vec<Desired> = Vec::new();
+        let mut failed = Vec::new();
+        for dom in order {
+            plan.notes.extend(
+                dom.warnings
+                    .iter()
+                    .map(|w| format!("domain {}: {w}", dom.name)),
+            );
+            match self.desire(dom, &row, &ifaces, &accepted) {
+                Ok(list) => {
+                    for d in list {
+                        accepted.insert(d.key, d.record.clone());
+                        desired.push(d);
+                    }
+                }
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        Self::record_changes(&desired, &records, &mut plan);
+        plan.records_removed.extend(
+            records
+                .keys()
+                .filter(|k| !accepted.contains_key(k))
+                .map(|k| record_id(*k)),
+        );
+
+        if dry_run && !plan.bridge_settings.is_empty() {
+            plan.diff(&[], &base_flows(&uplinks));
+            for d in &desired {
+                plan.diff(&[], &d.flows);
+            }
+            return Ok(SyncOutcome { plan, failed });
+        }
+        if !dry_run {
+            self.apply_settings(&plan)?;
+        }
+        self.frag_plan(&mut plan)?;
+        let mut current = self.installed_by_key()?;
+        plan.diff(
+            &current.remove(&IfaceKey::BASE).unwrap_or_default(),
+            &base_flows(&uplinks),
+        );
+        for d in &desired {
+            plan.diff(&current.remove(&d.key).unwrap_or_default(), &d.flows);
+        }
+        for (key, flows) in current {
+            plan.bundle
+                .push(format!("delete {}", Cookie::owner_selector(key)));
+            plan.removed += flows.len();
+        }
+        if !dry_run {
+            self.execute(&plan, &ctx)?;
+        }
+        Ok(SyncOutcome { plan, failed })
+    }
+
+    /// Every vmguard flow on the bridge, by interface key (one dump).
+    fn installed_by_key(&self) -> Result<BTreeMap<IfaceKey, Vec<DumpedFlow>>, GuardError> {
+        let all = self
+            .ovs
+            .dump_flows(self.bridge(), &Cookie::tag_selector())
+            .map_err(self.ovs_err(format!("bridge {}: cannot read flows", self.bridge())))?;
+        let mut out: BTreeMap<IfaceKey, Vec<DumpedFlow>> = BTreeMap::new();
+        for f in all {
+            if let Some(c) = Cookie::decode(f.key.cookie) {
+                out.entry(c.key()).or_default().push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Traces the built-in probe battery through the live bridge from `iface`'s port.
+    pub fn probe(&self, iface: &InterfaceAudit) -> Result<Vec<ProbeResult>, GuardError> {
+        let port = iface.live_ofport.unwrap_or(iface.record.ofport);
+        probes(&iface.record.interface())
+            .into_iter()
+            .map(|p| {
+                let actions = self
+                    .ovs
+                    .trace_actions(self.bridge(), port, &p.frame.hex())
+                    .map_err(self.ovs_err(format!(
+                        "vm={} iface={}: cannot trace",
+                        iface.record.domain, iface.record.mac
+                    )))?;
+                let dropped = actions == "drop";
+                Ok(ProbeResult {
+                    label: p.label,
+                    expect: p.expect,
+                    ok: dropped == (p.expect == Expect::Drop),
+                    actions,
+                })
+            })
+            .collect()
+    }
+
+    /// Compares the bridge with what vmguard's records say it should hold: settings, base
+    /// flows, every recorded interface's flows and port, and flows vmguard does not own.
+    pub fn audit(&self) -> Result<Audit, GuardError> {
+        let ctx = format!("bridge {}", self.bridge());
+        let (row, ifaces) = self
+            .ovs
+            .query_all(self.bridge())
+            .map_err(self.ovs_err(format!("{ctx}: cannot read OVS")))?;
+        let mut drift = Vec::new();
+        let mut settings = Plan::default();
+        self.settings_plan(&row, &mut settings)?;
+        drift.extend(
+            settings
+                .bridge_settings
+                .iter()
+                .map(|s| format!("bridge setting differs: want {s}")),
+        );
+        let uplinks = match self.uplink_ports(&row, &ifaces) {
+            Ok(u) => u,
+            Err(e) => {
+                drift.push(e.to_string());
+                Vec::new()
+            }
+        };
+        let (records, unreadable) = records(&row);
+        drift.extend(
+            unreadable
+                .iter()
+                .map(|k| format!("unreadable record external_ids:{k}")),
+        );
+        let frags = self
+            .ovs
+            .get_frags(self.bridge())
+            .map_err(self.ovs_err(format!("{ctx}: cannot read the fragment mode")))?;
+        if frags != FRAG_MODE {
+            drift.push(format!(
+                "fragment mode is {frags}, not {FRAG_MODE} (ovs-vswitchd restarted?)"
+            ));
+        }
+        let all = self
+            .ovs
+            .dump_flows(self.bridge(), "")
+            .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
+        let foreign = all
+            .iter()
+            .filter(|f| Cookie::decode(f.key.cookie).is_none())
+            .count();
+        if foreign > 0 {
+            drift.push(format!(
+                "{foreign} flow(s) without vmguard's tag on the bridge"
+            ));
+        }
+        let mut installed: BTreeMap<IfaceKey, Vec<DumpedFlow>> = BTreeMap::new();
+        for f in all {
+            if let Some(c) = Cookie::decode(f.key.cookie) {
+                installed.entry(c.key()).or_default().push(f);
+            }
+        }
+        let base = KeyAudit::compare(
+            base_flows(&uplinks),
+            installed.remove(&IfaceKey::BASE).unwrap_or_default(),
+        );
+        if !base.in_sync() {
+            drift.push(format!(
+                "base flows: {} missing, {} unexpected",
+                base.missing.len(),
+                base.extra.len()
+            ));
+        }
+        let mut interfaces = Vec::new();
+        for (key, record) in records {
+            let live = ifaces
+                .iter()
+                .find(|i| record.dev.as_ref().is_some_and(|d| d.as_str() == i.name))
+                .or_else(|| {
+                    ifaces.iter().find(|i| {
+                        i.attached_mac.as_deref().map(str::to_ascii_lowercase)
+                            == Some(record.mac.to_string())
+                    })
+                });
+            let live_ofport = live.and_then(|i| i.ofport);
+            let flows = KeyAudit::compare(
+                interface_flows(&record.interface(), key, record.ofport, self.cfg.arp_mode),
+                installed.remove(&key).unwrap_or_default(),
+            );
+            match live_ofport {
+                None => drift.push(format!(
+                    "vm={} iface={}: port is gone (run vmguard sync)",
+                    record.domain, record.mac
+                )),
+                Some(p) if p != record.ofport => drift.push(format!(
+                    "vm={} iface={}: port moved from ofport {} to {p} (run vmguard sync)",
+                    record.domain, record.mac, record.ofport
+                )),
+                Some(_) => {}
+            }
+            if !flows.in_sync() {
+                drift.push(format!(
+                    "vm={} iface={}: {} flow(s) missing, {} unexpected",
+                    record.domain,
+                    record.mac,
+                    flows.missing.len(),
+                    flows.extra.len()
+                ));
+            }
+            interfaces.push(InterfaceAudit {
+                key,
+                record,
+                live_ofport,
+                flows,
+            });
+        }
+        for (key, flows) in installed {
+            drift.push(format!(
+                "{} flow(s) of unrecorded interface key {key}",
+                flows.len()
+            ));
+        }
+        Ok(Audit { drift, interfaces })
     }
 
     /// The ofport of an interface: by `<target dev>`, else by `external_ids:attached-mac`.

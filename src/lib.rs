@@ -1,4 +1,5 @@
 //! vmguard: compiles libvirt domains' owned addresses into OpenFlow guard flows for Open vSwitch.
+pub mod battery;
 pub mod compile;
 pub mod config;
 pub mod domain;

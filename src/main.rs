@@ -1,20 +1,27 @@
-//! The `vmguard` command line: reads inputs, calls the engine, prints plans and logs.
+//! The `vmguard` command line: reads inputs, calls the engine, prints plans, tables and logs.
+
+mod hook;
+mod lab;
+mod log;
+mod report;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use vmguard::compile::{base_flows, interface_flows};
-use vmguard::config::Config;
+use vmguard::config::{ArpMode, Config, Uplink};
 use vmguard::domain::DomainXml;
 use vmguard::engine::{Guard, Plan};
 use vmguard::model::OfPort;
 use vmguard::ovs::Ovs;
 use vmguard::pipeline::IfaceKey;
+
+use crate::log::Logger;
 
 /// Guards libvirt/KVM VMs on a shared Open vSwitch bridge from each other: each VM interface
 /// may only send from its own MAC and addresses, and ARP/ND broadcasts reach only their owner.
@@ -71,6 +78,93 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The libvirt qemu hook: DOMAIN OPERATION SUB-OPERATION EXTRA, domain XML on stdin.
+    /// (Also runs when the binary is called as /etc/libvirt/hooks/qemu or from qemu.d/.)
+    Hook {
+        domain: String,
+        operation: String,
+        sub_operation: String,
+        #[arg(default_value = "-")]
+        extra: String,
+    },
+    /// Link vmguard into libvirt's hook directory (idempotent); --uninstall removes the link.
+    InstallHook {
+        #[arg(long)]
+        uninstall: bool,
+        /// libvirt's qemu hook directory.
+        #[arg(long, default_value = "/etc/libvirt/hooks/qemu.d", value_name = "DIR")]
+        hook_dir: PathBuf,
+    },
+    /// Reconcile the bridge with every running domain: restore bridge settings and base flows,
+    /// install what is missing, remove flows of interfaces that are gone, change nothing that
+    /// is right.
+    Sync {
+        /// Read the running domains' XML from *.xml files in DIR.
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "libvirt",
+            required_unless_present = "libvirt"
+        )]
+        xml_dir: Option<PathBuf>,
+        /// Ask libvirt (virsh list / virsh dumpxml on qemu:///system). Never from a hook.
+        #[arg(long)]
+        libvirt: bool,
+        /// Print the bundle that would be sent and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Exit 0 when the bridge holds exactly the expected flows and every guarded port passes a
+    /// battery of legitimate and attack packets traced through the live bridge; 1 on drift or
+    /// a failed probe; 2 on error.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Skip the packet traces (flow and settings comparison only).
+        #[arg(long)]
+        no_trace: bool,
+    },
+    /// One row per guarded interface: domain, port, addresses, flows expected/installed and
+    /// packets dropped so far per reason.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A throwaway lab on this host (root): private OVS, namespaces as VMs, a real DHCP server
+    /// and router, real attacks; prints what was delivered and what was blocked.
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Build the lab, run every legitimate case and every attack, print the table. Exit 0 only
+    /// if every case holds.
+    Run {
+        /// Number of VM namespaces.
+        #[arg(long, default_value_t = 4)]
+        vms: usize,
+        /// ARP policy to guard the lab with.
+        #[arg(long, default_value = "direct", value_parser = parse_arp_mode)]
+        arp_mode: ArpMode,
+        /// Leave the lab up afterwards (remove it with `vmguard lab down`).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Remove everything a lab run created.
+    Down,
+}
+
+fn parse_arp_mode(s: &str) -> Result<ArpMode, String> {
+    match s {
+        "direct" => Ok(ArpMode::Direct),
+        "responder" => Ok(ArpMode::Responder),
+        _ => Err("expected direct or responder".into()),
+    }
 }
 
 fn parse_ofport(s: &str) -> Result<(String, OfPort), String> {
@@ -94,136 +188,375 @@ fn read_input(path: &str) -> Result<String> {
     Ok(text)
 }
 
-/// A log line on stderr with stable `key=value` fields.
-fn log(line: &str) {
-    eprintln!("vmguard: {line}");
-}
-
-fn report(action: &str, domain: &str, plan: &Plan, dry_run: bool) {
+/// Logs a plan's notes and counts; `per_interface` adds one line per installed interface.
+fn log_plan(
+    log: &Logger,
+    action: &str,
+    subject: &str,
+    plan: &Plan,
+    dry_run: bool,
+    per_interface: bool,
+) {
     for n in &plan.notes {
-        log(&format!("vm={domain} note: {n}"));
+        log.warn(&format!("{subject} note: {n}"));
     }
     if dry_run {
         print!("{}", plan.render());
         return;
     }
+    for (mac, ofport, key) in plan.interfaces.iter().filter(|_| per_interface) {
+        log.info(&format!(
+            "{action} {subject} iface={mac} ofport={ofport} cookie={}",
+            vmguard::pipeline::Cookie::new(*key, vmguard::pipeline::Reason::Pass)
+        ));
+    }
     let (added, removed) = plan.counts();
-    log(&format!(
-        "{action} vm={domain} flows_added={added} flows_removed={removed}"
+    log.info(&format!(
+        "{action} {subject} flows_added={added} flows_removed={removed}"
     ));
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let cfg = Config::load(cli.config.as_deref())?;
-    let ovs = Ovs::new(cfg.ovs_rundir.as_deref());
-    let guard = Guard::new(&ovs, &cfg);
-    match cli.command {
-        Cmd::Flows { xml, ofports, base } => {
-            let given: BTreeMap<String, OfPort> = ofports.into_iter().collect();
-            if base {
-                let uplinks = cfg
-                    .uplinks
-                    .iter()
-                    .map(|u| match u {
-                        vmguard::config::Uplink::Local => Ok(OfPort::LOCAL),
-                        vmguard::config::Uplink::Port(p) => match given
-                            .get(&p.as_str().to_ascii_lowercase())
-                        {
-                            Some(n) => Ok(*n),
-                            None => ovs
-                                .port_ofport(p)
-                                .with_context(|| {
-                                    format!(
-                                        "uplink {p}: cannot read its ofport (give --ofport {p}=N)"
-                                    )
-                                })?
-                                .with_context(|| {
-                                    format!(
-                                        "uplink {p}: no such OVS interface (give --ofport {p}=N)"
-                                    )
-                                }),
-                        },
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                for f in base_flows(&uplinks) {
-                    println!("{f}");
-                }
-                return Ok(());
-            }
-            let dom = DomainXml::parse(&read_input(&xml)?)?.guard(cfg.bridge.as_str())?;
-            for w in &dom.warnings {
-                log(&format!("vm={} warning: {w}", dom.name));
-            }
-            for iface in &dom.interfaces {
-                let by_dev = iface
-                    .dev
-                    .as_ref()
-                    .and_then(|d| given.get(&d.as_str().to_ascii_lowercase()));
-                let port = match by_dev.or_else(|| given.get(&iface.mac.to_string())) {
-                    Some(p) => *p,
-                    None => {
-                        let Some(dev) = &iface.dev else {
-                            bail!(
-                                "domain {}: interface {}: no <target dev>: give --ofport {}=N",
-                                dom.name,
-                                iface.mac,
-                                iface.mac
-                            );
-                        };
-                        ovs.port_ofport(dev)
-                            .with_context(|| format!("domain {}: interface {}: cannot read ofport of {dev} (give --ofport {dev}=N)", dom.name, iface.mac))?
-                            .with_context(|| format!("domain {}: interface {}: no OVS interface {dev} (give --ofport {dev}=N)", dom.name, iface.mac))?
-                    }
+/// Uplink ofports for `flows --base`: given on the command line, else read from OVSDB.
+fn base_uplinks(cfg: &Config, ovs: &Ovs, given: &BTreeMap<String, OfPort>) -> Result<Vec<OfPort>> {
+    cfg.uplinks
+        .iter()
+        .map(|u| match u {
+            Uplink::Local => Ok(OfPort::LOCAL),
+            Uplink::Port(p) => match given.get(&p.as_str().to_ascii_lowercase()) {
+                Some(n) => Ok(*n),
+                None => ovs
+                    .port_ofport(p)
+                    .with_context(|| {
+                        format!("uplink {p}: cannot read its ofport (give --ofport {p}=N)")
+                    })?
+                    .with_context(|| {
+                        format!("uplink {p}: no such OVS interface (give --ofport {p}=N)")
+                    }),
+            },
+        })
+        .collect()
+}
+
+fn print_flows(
+    cfg: &Config,
+    ovs: &Ovs,
+    log: &Logger,
+    xml: &str,
+    given: &BTreeMap<String, OfPort>,
+) -> Result<()> {
+    let dom = DomainXml::parse(&read_input(xml)?)?.guard(cfg.bridge.as_str())?;
+    for w in &dom.warnings {
+        log.warn(&format!("vm={} warning: {w}", dom.name));
+    }
+    for iface in &dom.interfaces {
+        let by_dev = iface
+            .dev
+            .as_ref()
+            .and_then(|d| given.get(&d.as_str().to_ascii_lowercase()));
+        let port = match by_dev.or_else(|| given.get(&iface.mac.to_string())) {
+            Some(p) => *p,
+            None => {
+                let Some(dev) = &iface.dev else {
+                    bail!(
+                        "domain {}: interface {}: no <target dev>: give --ofport {}=N",
+                        dom.name,
+                        iface.mac,
+                        iface.mac
+                    );
                 };
-                let key = IfaceKey::derive(&dom.uuid, iface.mac);
-                for f in interface_flows(iface, key, port, cfg.arp_mode) {
-                    println!("{f}");
-                }
+                let ctx = |what: &str| {
+                    format!(
+                        "domain {}: interface {}: {what} {dev} (give --ofport {dev}=N)",
+                        dom.name, iface.mac
+                    )
+                };
+                ovs.port_ofport(dev)
+                    .with_context(|| ctx("cannot read the ofport of"))?
+                    .with_context(|| ctx("no OVS interface"))?
             }
-        }
-        Cmd::Init { dry_run } => {
-            let plan = guard.init(dry_run)?;
-            for n in &plan.notes {
-                log(&format!("bridge={} note: {n}", cfg.bridge));
-            }
-            if dry_run {
-                print!("{}", plan.render());
-            } else if plan.is_empty() {
-                log(&format!(
-                    "init bridge={} already prepared: nothing changed",
-                    cfg.bridge
-                ));
-            } else {
-                let (added, removed) = plan.counts();
-                log(&format!(
-                    "init bridge={} settings={} frag_mode={} flows_added={added} flows_removed={removed}",
-                    cfg.bridge,
-                    if plan.bridge_settings.is_empty() { "ok".to_string() } else { plan.bridge_settings.join(";") },
-                    plan.frag_mode.unwrap_or("ok"),
-                ));
-            }
-        }
-        Cmd::Apply { xml, dry_run } => {
-            let dom = DomainXml::parse(&read_input(&xml)?)?.guard(cfg.bridge.as_str())?;
-            let plan = guard.apply(&dom, dry_run)?;
-            report("apply", &dom.name, &plan, dry_run);
-        }
-        Cmd::Remove { xml, dry_run } => {
-            let id = DomainXml::parse(&read_input(&xml)?)?.identity();
-            let plan = guard.remove(&id, dry_run)?;
-            report("remove", &id.name, &plan, dry_run);
+        };
+        let key = IfaceKey::derive(&dom.uuid, iface.mac);
+        for f in interface_flows(iface, key, port, cfg.arp_mode) {
+            println!("{f}");
         }
     }
     Ok(())
 }
 
+/// The running domains' XML from a directory of files or from libvirt.
+fn running_domains(xml_dir: Option<&Path>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(dir) = xml_dir {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            out.push((p.display().to_string(), text));
+        }
+        return Ok(out);
+    }
+    let virsh = |args: &[&str]| -> Result<String> {
+        let o = std::process::Command::new("virsh")
+            .args(["-c", "qemu:///system"])
+            .args(args)
+            .output()
+            .context("cannot run virsh (is libvirt-clients installed?)")?;
+        if !o.status.success() {
+            bail!(
+                "virsh {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    for name in virsh(&["list", "--name", "--state-running", "--state-paused"])?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        out.push((name.to_string(), virsh(&["dumpxml", name])?));
+    }
+    Ok(out)
+}
+
+/// `install-hook`: a symlink `DIR/vmguard` to this binary.
+fn install_hook(dir: &Path, uninstall: bool, log: &Logger) -> Result<()> {
+    let link = dir.join("vmguard");
+    if uninstall {
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::remove_file(&link)
+                    .with_context(|| format!("cannot remove {}", link.display()))?;
+                log.info(&format!("removed hook {}", link.display()));
+            }
+            Ok(_) => bail!(
+                "{} is not a symlink vmguard made: leaving it alone",
+                link.display()
+            ),
+            Err(_) => log.info(&format!("no hook at {}: nothing to remove", link.display())),
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .context("cannot find this binary's path")?;
+    if std::fs::read_link(&link).is_ok_and(|t| t == exe) {
+        log.info(&format!(
+            "hook {} -> {} already installed: nothing changed",
+            link.display(),
+            exe.display()
+        ));
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)
+            .with_context(|| format!("cannot replace {}", link.display()))?,
+        Ok(_) => bail!(
+            "{} exists and is not a symlink: remove it first",
+            link.display()
+        ),
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(&exe, &link)
+        .with_context(|| format!("cannot create {}", link.display()))?;
+    log.info(&format!(
+        "installed hook {} -> {}; libvirtd reads its hooks when it starts: restart it (systemctl restart libvirtd) for the hook to run",
+        link.display(),
+        exe.display()
+    ));
+    Ok(())
+}
+
+/// Runs a command; `Ok(code)` is the process exit code for non-error outcomes (verify's 1).
+fn run(cli: Cli, log: &Logger) -> Result<u8> {
+    if let Cmd::Lab { cmd } = &cli.command {
+        match cmd {
+            LabCmd::Run {
+                vms,
+                arp_mode,
+                keep,
+            } => {
+                let all_hold = lab::run(&lab::LabOptions {
+                    vms: *vms,
+                    arp_mode: *arp_mode,
+                    keep: *keep,
+                })?;
+                if !all_hold {
+                    bail!("lab: some cases did not hold (see the table above)");
+                }
+            }
+            LabCmd::Down => lab::down()?,
+        }
+        return Ok(0);
+    }
+    if let Cmd::InstallHook {
+        uninstall,
+        hook_dir,
+    } = &cli.command
+    {
+        install_hook(hook_dir, *uninstall, log)?;
+        return Ok(0);
+    }
+    let cfg = Config::load(cli.config.as_deref())?;
+    let ovs = Ovs::new(cfg.ovs_rundir.as_deref());
+    let guard = Guard::new(&ovs, &cfg);
+    let bridge = format!("bridge={}", cfg.bridge);
+    match cli.command {
+        Cmd::Flows { xml, ofports, base } => {
+            let given: BTreeMap<String, OfPort> = ofports.into_iter().collect();
+            if base {
+                for f in base_flows(&base_uplinks(&cfg, &ovs, &given)?) {
+                    println!("{f}");
+                }
+            } else {
+                print_flows(&cfg, &ovs, log, &xml, &given)?;
+            }
+        }
+        Cmd::Init { dry_run } => {
+            let plan = guard.init(dry_run)?;
+            if !dry_run && plan.is_empty() {
+                log.info(&format!("init {bridge} already prepared: nothing changed"));
+            } else {
+                if !dry_run && !plan.bridge_settings.is_empty() {
+                    log.info(&format!(
+                        "init {bridge} set {}",
+                        plan.bridge_settings.join(" ")
+                    ));
+                }
+                log_plan(log, "init", &bridge, &plan, dry_run, false);
+            }
+        }
+        Cmd::Apply { xml, dry_run } => {
+            let dom = DomainXml::parse(&read_input(&xml)?)?.guard(cfg.bridge.as_str())?;
+            let plan = guard.apply(&dom, dry_run)?;
+            log_plan(
+                log,
+                "apply",
+                &format!("vm={}", dom.name),
+                &plan,
+                dry_run,
+                true,
+            );
+        }
+        Cmd::Remove { xml, dry_run } => {
+            let id = DomainXml::parse(&read_input(&xml)?)?.identity();
+            let plan = guard.remove(&id, dry_run)?;
+            log_plan(
+                log,
+                "remove",
+                &format!("vm={}", id.name),
+                &plan,
+                dry_run,
+                true,
+            );
+        }
+        Cmd::Hook {
+            domain,
+            operation,
+            sub_operation,
+            ..
+        } => {
+            let xml = read_input("-").unwrap_or_default();
+            if let Err(reason) = hook::run(&cfg, log, &domain, &operation, &sub_operation, &xml) {
+                // libvirt shows the hook's last stderr line to the operator.
+                eprintln!("{reason}");
+                return Ok(1);
+            }
+        }
+        Cmd::Sync {
+            xml_dir,
+            libvirt: _,
+            dry_run,
+        } => {
+            let mut domains = Vec::new();
+            let mut failed = Vec::new();
+            for (source, xml) in running_domains(xml_dir.as_deref())? {
+                match DomainXml::parse(&xml).and_then(|d| d.guard(cfg.bridge.as_str())) {
+                    Ok(d) => domains.push(d),
+                    Err(e) => failed.push(format!("{source}: {e}")),
+                }
+            }
+            let outcome = guard.sync(&domains, dry_run)?;
+            failed.extend(outcome.failed);
+            log_plan(
+                log,
+                "sync",
+                &format!("{bridge} domains={}", domains.len()),
+                &outcome.plan,
+                dry_run,
+                false,
+            );
+            if !dry_run {
+                let changes = outcome.plan.bundle.len()
+                    + outcome.plan.records_set.len()
+                    + outcome.plan.records_removed.len()
+                    + outcome.plan.bridge_settings.len()
+                    + usize::from(outcome.plan.frag_mode.is_some());
+                log.info(&format!("sync {bridge} changes={changes}"));
+            }
+            if !failed.is_empty() {
+                for f in &failed {
+                    log.error(&format!("sync: not installed (its ports stay closed): {f}"));
+                }
+                bail!("sync: {} domain(s) could not be installed", failed.len());
+            }
+        }
+        Cmd::Verify { json, no_trace } => {
+            let audit = guard.audit()?;
+            let mut probes = Vec::new();
+            if !no_trace {
+                for iface in audit.interfaces.iter().filter(|i| i.live_ofport.is_some()) {
+                    probes.push(guard.probe(iface)?);
+                }
+            }
+            let ok = report::verify(&audit, &probes, json);
+            return Ok(if ok { 0 } else { 1 });
+        }
+        Cmd::Status { json } => report::status(&guard.audit()?, json),
+        Cmd::Lab { .. } | Cmd::InstallHook { .. } => {
+            unreachable!("handled before loading the config")
+        }
+    }
+    Ok(0)
+}
+
+/// `vmguard hook …` as libvirt calls it: `/etc/libvirt/hooks/qemu DOMAIN OP SUBOP EXTRA`.
+fn hook_argv(args: &[String]) -> Option<Vec<String>> {
+    let argv0 = args.first()?;
+    hook::invoked_as_hook(argv0).then(|| {
+        let mut v = vec!["vmguard".to_string(), "hook".to_string()];
+        v.extend(args[1..].iter().cloned());
+        v
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args: Vec<String> = std::env::args().collect();
+    let as_hook = hook_argv(&args);
+    let cli = match &as_hook {
+        Some(v) => Cli::parse_from(v),
+        None => Cli::parse(),
+    };
+    let in_hook = matches!(cli.command, Cmd::Hook { .. });
+    // A hook's logs go to the journal where there is one; an operator's command logs to stderr.
+    let log = if in_hook {
+        Logger::journal_or_stderr()
+    } else {
+        Logger::stderr()
+    };
+    match run(cli, &log) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
+            // One line, and the last on stderr: libvirt shows it when a hook fails.
             eprintln!("vmguard: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(if in_hook { 1 } else { 2 })
         }
     }
 }

@@ -173,6 +173,20 @@ impl Ovs {
         names: &[&str],
         macs: &[String],
     ) -> Result<(BridgeRow, Vec<InterfaceRow>), OvsError> {
+        self.query_scope(bridge, Scope::Some(names, macs))
+    }
+
+    /// Reads the bridge row, every Port and every Interface, in one OVSDB round trip (for a
+    /// full resync or an audit, where every row is needed anyway).
+    pub fn query_all(&self, bridge: &str) -> Result<(BridgeRow, Vec<InterfaceRow>), OvsError> {
+        self.query_scope(bridge, Scope::All)
+    }
+
+    fn query_scope(
+        &self,
+        bridge: &str,
+        scope: Scope<'_>,
+    ) -> Result<(BridgeRow, Vec<InterfaceRow>), OvsError> {
         let mut args: Vec<String> = vec![
             "--format=json".into(),
             "--".into(),
@@ -181,6 +195,29 @@ impl Ovs {
             "Bridge".into(),
             bridge.into(),
         ];
+        let (names, macs) = match scope {
+            Scope::Some(names, macs) => (names, macs),
+            Scope::All => {
+                args.extend([
+                    "--".into(),
+                    "--columns=_uuid,name".into(),
+                    "list".into(),
+                    "Port".into(),
+                ]);
+                args.extend([
+                    "--".into(),
+                    "--columns=name,ofport,external_ids".into(),
+                    "list".into(),
+                    "Interface".into(),
+                ]);
+                (&[][..], &[][..])
+            }
+        };
+        let port_tables = if matches!(scope, Scope::All) {
+            1
+        } else {
+            names.len()
+        };
         // Ports by name, to tell which of them are on the bridge (its `ports` holds UUIDs).
         for n in names {
             args.extend([
@@ -235,7 +272,7 @@ impl Ovs {
             .first()
             .ok_or_else(|| OvsError::NoBridge(bridge.to_string()))?;
         let mut port_rows = Vec::new();
-        for _ in names {
+        for _ in 0..port_tables {
             port_rows.extend(rows(
                 tables.next().ok_or_else(|| bad("missing Port table"))?,
             ));
@@ -363,6 +400,25 @@ impl Ovs {
             .map(drop)
     }
 
+    /// The datapath actions `ofproto/trace` computes for a raw frame entering at `in_port`
+    /// (`drop` when nothing is output).
+    pub fn trace_actions(
+        &self,
+        bridge: &str,
+        in_port: OfPort,
+        frame_hex: &str,
+    ) -> Result<String, OvsError> {
+        let flow = format!("in_port={in_port}");
+        let out = self.appctl(&["ofproto/trace", bridge, &flow, frame_hex])?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Datapath actions:"))
+            .map(|a| a.trim().to_string())
+            .ok_or_else(|| OvsError::Output {
+                argv: format!("ovs-appctl ofproto/trace {bridge} {flow} …"),
+                problem: "no 'Datapath actions:' line".into(),
+            })
+    }
+
     pub fn get_frags(&self, bridge: &str) -> Result<String, OvsError> {
         Ok(self.ofctl(&["get-frags", bridge], None)?.trim().to_string())
     }
@@ -370,6 +426,13 @@ impl Ovs {
     pub fn set_frags(&self, bridge: &str, mode: &str) -> Result<(), OvsError> {
         self.ofctl(&["set-frags", bridge, mode], None).map(drop)
     }
+}
+
+/// Which Port and Interface rows a query reads.
+enum Scope<'a> {
+    /// Ports and interfaces named so, and interfaces with one of these attached MACs.
+    Some(&'a [&'a str], &'a [String]),
+    All,
 }
 
 /// Quotes a string as an OVSDB atom for ovs-vsctl (JSON string syntax).

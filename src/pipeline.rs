@@ -107,7 +107,7 @@ pub enum Reason {
     IpSpoof = 3,
     /// ARP or RARP whose sender MAC or IP is not owned (Req4).
     ArpSpoof = 4,
-    /// Router Advertisement (Req5).
+    /// Router Advertisement (Req5), IPv6 or IPv4 (IRDP).
     RouterAdvert = 5,
     /// NA/NS with a target or link-layer option the port does not own (Req6).
     NdSpoof = 6,

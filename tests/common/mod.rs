@@ -5,7 +5,9 @@
 //! hence the module-wide `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod ovs;
 mod pcap;
 
+#[allow(unused_imports)]
 pub use ovs::{datapath_actions, Ovs};
