@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::config::ArpMode;
 use crate::domain::GuardedInterface;
 use crate::flow::{Action, Flow, Frag, MatchBuilder as M, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_RARP};
+use crate::frames::solicited_node;
 use crate::model::{MacAddr, OfPort};
 use crate::pipeline::{prio, Cookie, IfaceKey, Reason, Table};
 
@@ -26,21 +27,6 @@ const ARP_REQUEST: u16 = 1;
 const RARP_REQUEST: u16 = 3;
 /// Stages of the gratuitous-ARP comparison: one per 4-bit nibble of an IPv4 address.
 const GARP_STAGES: u32 = 8;
-
-/// The solicited-node multicast address of `a` (RFC 4291 2.7.1), where DAD NS are sent.
-pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
-    let o = a.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        (u16::from(o[14]) << 8) | u16::from(o[15]),
-    )
-}
 
 /// Collects flows that share a table and cookie.
 struct Emitter {
@@ -551,14 +537,6 @@ mod tests {
             ipv4: v4.iter().map(|a| a.parse().unwrap()).collect(),
             ipv6,
         }
-    }
-
-    #[test]
-    fn solicited_node_address() {
-        assert_eq!(
-            solicited_node("2001:db8::1:2345:6789".parse().unwrap()),
-            "ff02::1:ff45:6789".parse::<Ipv6Addr>().unwrap()
-        );
     }
 
     #[test]

@@ -14,8 +14,12 @@ pub const NAMESPACE: &str = "urn:vmguard:1";
 /// What is wrong with a domain's XML, naming the domain, the interface and the field.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum DomainError {
-    #[error("domain XML is malformed: {0}")]
-    Malformed(String),
+    #[error("{}domain XML is malformed: {problem}", domain.as_ref().map(|d| format!("domain {d}: ")).unwrap_or_default())]
+    Malformed {
+        /// The domain's name when it can still be read from the broken text.
+        domain: Option<String>,
+        problem: String,
+    },
     #[error("domain {domain}: {field}: {problem}")]
     Domain {
         domain: String,
@@ -90,6 +94,17 @@ pub struct GuardedDomain {
     pub warnings: Vec<String>,
 }
 
+/// A malformed-XML error naming the domain if a `<name>` can still be found in the text.
+fn malformed(xml: &str, problem: String) -> DomainError {
+    let domain = xml
+        .split_once("<name>")
+        .and_then(|(_, rest)| rest.split_once("</name>"))
+        .map(|(name, _)| name.trim())
+        .filter(|n| !n.is_empty() && n.len() <= 256 && !n.contains('<'))
+        .map(str::to_string);
+    DomainError::Malformed { domain, problem }
+}
+
 /// The first child element `<name>` in no namespace.
 fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
     n.children().find(|c| {
@@ -100,20 +115,19 @@ fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::No
 impl DomainXml {
     /// Parses the XML libvirt passes to the hook or `virsh dumpxml` prints.
     pub fn parse(xml: &str) -> Result<DomainXml, DomainError> {
-        let doc =
-            roxmltree::Document::parse(xml).map_err(|e| DomainError::Malformed(e.to_string()))?;
+        let doc = roxmltree::Document::parse(xml).map_err(|e| malformed(xml, e.to_string()))?;
         let root = doc.root_element();
         if root.tag_name().name() != "domain" {
-            return Err(DomainError::Malformed(format!(
-                "root element is <{}>, not <domain>",
-                root.tag_name().name()
-            )));
+            return Err(malformed(
+                xml,
+                format!("root element is <{}>, not <domain>", root.tag_name().name()),
+            ));
         }
         let name = child(root, "name")
             .and_then(|n| n.text())
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| DomainError::Malformed("no <name>".into()))?
+            .ok_or_else(|| malformed(xml, "no <name>".into()))?
             .to_string();
         let uuid = match child(root, "uuid").and_then(|n| n.text()) {
             None => None,
@@ -133,9 +147,13 @@ impl DomainXml {
                 .filter(|c| c.is_element() && c.tag_name().name() == "interface")
                 .enumerate()
             {
+                let label = child(iface, "target")
+                    .and_then(|t| t.attribute("dev"))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("#{index}"));
                 let iface_err = |field, problem: String| DomainError::Interface {
                     domain: name.clone(),
-                    iface: format!("#{index}"),
+                    iface: label.clone(),
                     field,
                     problem,
                 };
@@ -382,43 +400,37 @@ fn elements<'a, 'input>(
     Ok(out)
 }
 
-fn check_element(
-    node: roxmltree::Node<'_, '_>,
-    name: &str,
-    attrs: &[&str],
-    domain: &str,
-) -> Result<(), DomainError> {
+/// Checks that `node` is `<name>` in vmguard's namespace with only the attributes `attrs`;
+/// the problem otherwise, for the caller to place (domain or interface).
+fn check_element(node: roxmltree::Node<'_, '_>, name: &str, attrs: &[&str]) -> Result<(), String> {
     if node.tag_name().namespace() != Some(NAMESPACE) || node.tag_name().name() != name {
-        return Err(meta_err(
-            domain,
-            "metadata",
-            format!(
-                "unknown element <{}> (namespace {}) where <{name}> is expected",
-                node.tag_name().name(),
-                node.tag_name().namespace().unwrap_or("none")
-            ),
+        return Err(format!(
+            "unknown element <{}> (namespace {}) where <{name}> is expected",
+            node.tag_name().name(),
+            node.tag_name().namespace().unwrap_or("none")
         ));
     }
-    for a in node.attributes() {
-        if a.namespace().is_some() || !attrs.contains(&a.name()) {
-            return Err(meta_err(
-                domain,
-                "metadata",
-                format!("unknown attribute '{}' on <{name}>", a.name()),
-            ));
-        }
+    match node
+        .attributes()
+        .find(|a| a.namespace().is_some() || !attrs.contains(&a.name()))
+    {
+        Some(a) => Err(format!("unknown attribute '{}' on <{name}>", a.name())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn parse_guard(
     guard: roxmltree::Node<'_, '_>,
     domain: &str,
 ) -> Result<Vec<MetaInterface>, DomainError> {
-    check_element(guard, "guard", &[], domain)?;
+    check_element(guard, "guard", &[]).map_err(|p| meta_err(domain, "metadata", p))?;
     let mut out: Vec<MetaInterface> = Vec::new();
     for iface in elements(guard, domain)? {
-        check_element(iface, "interface", &["mac"], domain)?;
+        if iface.tag_name().namespace() != Some(NAMESPACE) || iface.tag_name().name() != "interface"
+        {
+            check_element(iface, "interface", &["mac"])
+                .map_err(|p| meta_err(domain, "metadata", p))?;
+        }
         let mac_text = iface.attribute("mac").ok_or_else(|| {
             meta_err(
                 domain,
@@ -438,12 +450,13 @@ fn parse_guard(
             field,
             problem,
         };
+        check_element(iface, "interface", &["mac"]).map_err(|p| iface_err("metadata", p))?;
         if out.iter().any(|m| m.mac == mac) {
             return Err(iface_err("metadata mac", "listed twice".into()));
         }
         let mut addresses: Vec<IpAddr> = Vec::new();
         for ip in elements(iface, domain)? {
-            check_element(ip, "ip", &["address"], domain)?;
+            check_element(ip, "ip", &["address"]).map_err(|p| iface_err("metadata", p))?;
             let text = ip
                 .attribute("address")
                 .ok_or_else(|| iface_err("ip address", "<ip> without address attribute".into()))?;
@@ -642,15 +655,15 @@ mod tests {
     fn malformed_xml_and_bad_interface_fields() {
         assert!(matches!(
             DomainXml::parse("<domain><name>x</name>"),
-            Err(DomainError::Malformed(_))
+            Err(DomainError::Malformed { .. })
         ));
         assert!(matches!(
             DomainXml::parse("<network><name>x</name></network>"),
-            Err(DomainError::Malformed(_))
+            Err(DomainError::Malformed { .. })
         ));
         assert!(matches!(
             DomainXml::parse("<domain/>"),
-            Err(DomainError::Malformed(_))
+            Err(DomainError::Malformed { .. })
         ));
         let bad_mac = IFACE.replace("52:54:00:00:00:05", "52:54:00:00:05");
         let e = DomainXml::parse(&domain("", &bad_mac))

@@ -73,9 +73,10 @@ impl Record {
         }
     }
 
-    fn owns(&self, i: &GuardedInterface) -> Option<String> {
+    /// The field and value of `i` that this record already owns, if any.
+    fn owns(&self, i: &GuardedInterface) -> Option<(&'static str, String)> {
         if self.mac == i.mac {
-            return Some(format!("mac address {} is already owned", i.mac));
+            return Some(("mac address", i.mac.to_string()));
         }
         let v4 = i
             .ipv4
@@ -87,7 +88,7 @@ impl Record {
             .iter()
             .find(|a| self.ipv6.contains(a))
             .map(|a| a.to_string());
-        v4.or(v6).map(|a| format!("{a} is already owned"))
+        v4.or(v6).map(|a| ("ip address", a))
     }
 }
 
@@ -467,29 +468,33 @@ impl<'a> Guard<'a> {
         ifaces: &[InterfaceRow],
         owners: &BTreeMap<IfaceKey, Record>,
     ) -> Result<Vec<Desired>, GuardError> {
+        let ports = dom
+            .interfaces
+            .iter()
+            .map(|i| self.resolve_port(dom, i, row, ifaces))
+            .collect::<Result<Vec<OfPort>, GuardError>>()?;
         let mut out: Vec<Desired> = Vec::new();
-        for iface in &dom.interfaces {
+        for (iface, port) in dom.interfaces.iter().zip(ports.iter().copied()) {
             let key = IfaceKey::derive(&dom.uuid, iface.mac);
-            let port = self.resolve_port(dom, iface, row, ifaces)?;
             let iface_err = |field, problem: String| GuardError::Interface {
                 domain: dom.name.clone(),
                 iface: iface.mac.to_string(),
                 field,
                 problem,
             };
-            for (k, r) in owners {
-                if *k == key || r.uuid == dom.uuid {
-                    continue;
-                }
-                if let Some(what) = r.owns(iface) {
-                    let field = if what.starts_with("mac") {
-                        "mac address"
-                    } else {
-                        "ip address"
-                    };
+            // A record on one of our ports is an owner that is gone (a port belongs to one
+            // interface at a time): its addresses do not block us, `apply` evicts it.
+            let live = owners
+                .iter()
+                .filter(|(k, r)| **k != key && r.uuid != dom.uuid && !ports.contains(&r.ofport));
+            for (_, r) in live {
+                if let Some((field, value)) = r.owns(iface) {
                     return Err(iface_err(
                         field,
-                        format!("{what} by domain {} (interface {})", r.domain, r.mac),
+                        format!(
+                            "{value} is already owned by domain {} (interface {})",
+                            r.domain, r.mac
+                        ),
                     ));
                 }
             }
@@ -588,8 +593,13 @@ impl<'a> Guard<'a> {
         self.frag_plan(&mut plan)?;
         self.base_plan(&uplinks, &mut plan)?;
         for key in &stale {
+            let current = self
+                .ovs
+                .dump_flows(self.bridge(), &Cookie::owner_selector(*key))
+                .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
             plan.bundle
                 .push(format!("delete {}", Cookie::owner_selector(*key)));
+            plan.removed += current.len();
             plan.records_removed.push(record_id(*key));
         }
         for d in &desired {
@@ -930,7 +940,7 @@ impl<'a> Guard<'a> {
         };
         if !on_bridge {
             return Err(err(
-                "target dev",
+                "source bridge",
                 format!("OVS port {} is not on bridge {}", found.name, self.bridge()),
             ));
         }

@@ -28,7 +28,7 @@ pub enum OvsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{argv}` failed ({status}): {stderr}")]
+    #[error("`{}` failed ({status}): {stderr}", short(argv))]
     Failed {
         argv: String,
         status: String,
@@ -38,6 +38,8 @@ pub enum OvsError {
     Output { argv: String, problem: String },
     #[error("bridge {0} does not exist (create it first: ovs-vsctl add-br {0})")]
     NoBridge(String),
+    #[error("OVS run directory {} does not exist: is Open vSwitch running? (set ovs_rundir in the config or OVS_RUNDIR)", .0.display())]
+    NoRundir(PathBuf),
     #[error("cannot lock {path}")]
     Lock {
         path: PathBuf,
@@ -150,7 +152,11 @@ impl Ovs {
     /// Serialises vmguard's changes to one bridge across processes (concurrent hooks): the
     /// duplicate-address check and the install must be one step. Released on drop.
     pub fn lock(&self, bridge: &str) -> Result<File, OvsError> {
-        let path = self.rundir().join(format!("vmguard-{bridge}.lock"));
+        let dir = self.rundir();
+        if !dir.is_dir() {
+            return Err(OvsError::NoRundir(dir));
+        }
+        let path = dir.join(format!("vmguard-{bridge}.lock"));
         let lock_err = |source| OvsError::Lock {
             path: path.clone(),
             source,
@@ -433,6 +439,15 @@ enum Scope<'a> {
     /// Ports and interfaces named so, and interfaces with one of these attached MACs.
     Some(&'a [&'a str], &'a [String]),
     All,
+}
+
+/// An argv cut to a readable length for one-line messages (the error keeps it whole).
+fn short(argv: &str) -> String {
+    const MAX: usize = 80;
+    match argv.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &argv[..i]),
+        None => argv.to_string(),
+    }
 }
 
 /// Quotes a string as an OVSDB atom for ovs-vsctl (JSON string syntax).
