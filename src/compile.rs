@@ -259,21 +259,20 @@ fn payload_guard(e: &mut Emitter, iface: &GuardedInterface, port: OfPort) {
     let t = Table::PayloadGuard;
     let at = || M::new().in_port(port);
 
-    // L4 fields the switch cannot see are refused where they decide a verdict: a first
-    // fragment too short for its UDP header, a truncated IPv6 header chain, any fragmented
-    // ICMPv6 (ND is never fragmented, RFC 6980). Needs fragment mode nx-match.
-    e.drop(
-        t,
-        prio::DENY_HIGH,
-        Reason::Evasion,
-        at().udp().nw_frag(Frag::First).tp_src(0),
-    );
-    e.drop(
-        t,
-        prio::DENY_HIGH,
-        Reason::Evasion,
-        at().udp6().nw_frag(Frag::First).tp_src(0),
-    );
+    // L4 fields the switch cannot see are refused where they decide a verdict. UDP whose
+    // ports read 0/0 outside a later fragment: a first fragment too short for the UDP header,
+    // or an IP total/payload length that ends inside it — OVS then sees no ports while a
+    // raw-socket DHCP client (ISC dhclient) still reads the message behind it. Also a
+    // truncated IPv6 header chain, and any fragmented ICMPv6 (ND is never fragmented,
+    // RFC 6980). Needs fragment mode nx-match.
+    for udp in [at().udp(), at().udp6()] {
+        e.drop(
+            t,
+            prio::DENY_HIGH,
+            Reason::Evasion,
+            udp.nw_frag(Frag::NotLater).tp_src(0).tp_dst(0),
+        );
+    }
     e.drop(
         t,
         prio::DENY_HIGH,
@@ -331,6 +330,34 @@ fn payload_guard(e: &mut Emitter, iface: &GuardedInterface, port: OfPort) {
         at().icmp().icmp_type(ICMP_ROUTER_ADVERT),
     );
 
+    // A link-layer option holding 00:00:00:00:00:00 reads like an absent option; a duplicated
+    // option makes OVS zero the whole ND parse (target ::, SLL 0) while Linux uses the first.
+    e.drop(
+        t,
+        prio::DENY,
+        Reason::NdSpoof,
+        at().icmp6()
+            .icmp_type(ICMP6_NS)
+            .nd_options_type(1)
+            .nd_sll(MacAddr::ZERO),
+    );
+    e.drop(
+        t,
+        prio::DENY,
+        Reason::NdSpoof,
+        at().icmp6()
+            .icmp_type(ICMP6_NA)
+            .nd_options_type(2)
+            .nd_tll(MacAddr::ZERO),
+    );
+    e.drop(
+        t,
+        prio::DENY_LOW,
+        Reason::NdSpoof,
+        at().icmp6()
+            .icmp_type(ICMP6_NS)
+            .nd_target(std::net::Ipv6Addr::UNSPECIFIED),
+    );
     // NA only for owned targets, TLL absent or its own MAC (Req6).
     for ip in &iface.ipv6 {
         for tll in [MacAddr::ZERO, iface.mac] {
@@ -434,6 +461,14 @@ pub fn base_flows(uplinks: &[OfPort]) -> Vec<Flow> {
         prio::ALLOW,
         M::new().arp().arp_op(ARP_REQUEST),
         goto(Table::GarpCheck),
+    );
+    // ARP OVS could not parse (hardware type != 1, opcode > 255): arp_op reads 0. Linux
+    // accepts hardware type 6 on Ethernet, so never flood it to the VMs.
+    e.pass(
+        Table::ArpSteer,
+        prio::DENY_LOW,
+        M::new().arp().arp_op(0),
+        goto(Table::ToUplinks),
     );
     e.pass(
         Table::ArpSteer,

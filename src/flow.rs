@@ -42,6 +42,7 @@ pub enum Field {
     NdTarget,
     NdSll,
     NdTll,
+    NdOptionsType,
 }
 
 /// Fragment matches of `nw_frag` (value/mask over OVS's ANY=1, LATER=2 bits).
@@ -51,6 +52,8 @@ pub enum Frag {
     No,
     /// A first fragment (offset 0, more fragments).
     First,
+    /// Not a later fragment: unfragmented, or a first fragment (L4 fields present if any).
+    NotLater,
     /// Any fragment.
     Yes,
 }
@@ -60,6 +63,7 @@ impl Frag {
         match self {
             Frag::No => (0, 1),
             Frag::First => (1, 3),
+            Frag::NotLater => (0, 2),
             Frag::Yes => (1, 1),
         }
     }
@@ -217,6 +221,11 @@ impl MatchBuilder {
     pub fn nd_tll(self, m: MacAddr) -> Self {
         self.push(Field::NdTll, m.as_u64().into(), Self::full(48))
     }
+    /// Type of the link-layer option OVS extracted (1 = SLL, 2 = TLL); tells a zero MAC in an
+    /// option from an absent option.
+    pub fn nd_options_type(self, t: u8) -> Self {
+        self.push(Field::NdOptionsType, t.into(), Self::full(8))
+    }
     pub fn build(mut self) -> Vec<Match> {
         self.0.sort_by_key(|m| m.field);
         self.0
@@ -303,6 +312,7 @@ impl Flow {
                 Field::NdTarget => "nd_target",
                 Field::NdSll => "nd_sll",
                 Field::NdTll => "nd_tll",
+                Field::NdOptionsType => "nd_options_type",
             };
             parts.push(format!("{name}={}", format_value(m, is_v6)));
         }
@@ -392,7 +402,7 @@ fn format_value(m: &Match, is_v6: bool) -> String {
         Field::InPort => OfPort::new(m.value as u32)
             .map(|p| p.to_string())
             .unwrap_or_else(|_| m.value.to_string()),
-        Field::Reg0 | Field::NwProto | Field::TpSrc | Field::TpDst => {
+        Field::Reg0 | Field::NwProto | Field::TpSrc | Field::TpDst | Field::NdOptionsType => {
             if m.field == Field::Reg0 && m.value != 0 {
                 format!("{:#x}", m.value)
             } else {

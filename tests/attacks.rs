@@ -1,0 +1,504 @@
+//! Attack frames found in a security review of the guard pipeline. Each test asserts what SPEC
+//! "Behaviour at a VM port" requires, so it fails while the weakness exists. Frames are injected
+//! into a private OVS whose VMs were installed through the `vmguard` CLI, exactly as in
+//! tests/behaviour.rs. Needs root and Open vSwitch (see tests/common).
+//!
+//! Every frame here was also checked against a real Linux 6.x stack (or ISC dhclient 4.4.3):
+//! the victim acts on it, so a pass is not just a parsing curiosity.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use common::cli::{domain_xml, Vmguard};
+use common::{datapath_actions, Ovs};
+use vmguard::config::ArpMode;
+use vmguard::frames::{
+    self as fr, Frame, Ipv4, Ipv6, Mac, BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IPV4, IPPROTO_ICMPV6,
+    IPPROTO_UDP,
+};
+use vmguard::model::{DomainUuid, MacAddr};
+use vmguard::pipeline::{IfaceKey, Reason};
+
+const BR: &str = "vm-switch";
+const PORTS: [(&str, u16); 5] = [
+    ("upstream", 1),
+    ("vnetA", 10),
+    ("vnetB", 11),
+    ("vnetC", 12),
+    ("stray", 20),
+];
+
+const A_MAC: Mac = [0x52, 0x54, 0, 0, 0, 0x0a];
+const A4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xa);
+const A_LLA: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe00, 0xa);
+const B_MAC: Mac = [0x52, 0x54, 0, 0, 0, 0x0b];
+const B4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+const B_LLA: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe00, 0xb);
+const C_MAC: Mac = [0x52, 0x54, 0, 0, 0, 0x0c];
+const GW_MAC: Mac = [0x52, 0x54, 0, 0xff, 0xff, 0x01];
+const GW4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const GW6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+const NOBODY4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 99);
+/// A MAC no port has: a victim that caches it floods its traffic to every port.
+const NOBODY_MAC: Mac = [0x02, 0x99, 0x99, 0x99, 0x99, 0x99];
+const ZERO_MAC: Mac = [0; 6];
+
+const VMS: [(&str, &str, &str, &str, &[&str]); 3] = [
+    (
+        "vm-a",
+        "aaaaaaaa-0000-4000-8000-00000000000a",
+        "52:54:00:00:00:0a",
+        "vnetA",
+        &["10.0.0.10", "2001:db8::a"],
+    ),
+    (
+        "vm-b",
+        "bbbbbbbb-0000-4000-8000-00000000000b",
+        "52:54:00:00:00:0b",
+        "vnetB",
+        &["10.0.0.11", "10.0.0.12", "2001:db8::b"],
+    ),
+    (
+        "vm-c",
+        "cccccccc-0000-4000-8000-00000000000c",
+        "52:54:00:00:00:0c",
+        "vnetC",
+        &["10.0.0.13"],
+    ),
+];
+
+// ---- harness (same topology and checks as tests/behaviour.rs) ---------------------------------
+
+/// A private OVS with A, B, C installed through the CLI; returns it with each VM port's key.
+fn install(mode: ArpMode) -> (Ovs, BTreeMap<&'static str, u64>) {
+    let ovs = Ovs::start();
+    ovs.add_bridge(BR);
+    for (name, n) in PORTS {
+        ovs.add_port(BR, name, n);
+    }
+    let vmguard = Vmguard::new(Some(&ovs), BR, &["upstream"], mode.as_str());
+    vmguard.run(&["init"], "").ok();
+    let mut keys = BTreeMap::new();
+    for (name, uuid, mac, dev, addrs) in VMS {
+        let xml = domain_xml(name, uuid, BR, &[(mac, dev, addrs)]);
+        vmguard.run(&["apply", "-"], &xml).ok();
+        let uuid: DomainUuid = uuid.parse().expect("uuid");
+        let mac: MacAddr = mac.parse().expect("mac");
+        keys.insert(dev, IfaceKey::derive(&uuid, mac).raw());
+    }
+    (ovs, keys)
+}
+
+fn ofport(port: &str) -> u16 {
+    PORTS.iter().find(|(n, _)| *n == port).expect("port").1
+}
+
+fn explain(ovs: &Ovs, port: &str, frame: &Frame) -> String {
+    let trace = ovs.trace(BR, ofport(port), &frame.hex());
+    format!(
+        "frame: {}\ndatapath actions: {}\n--- ofproto/trace:\n{trace}",
+        frame.hex(),
+        datapath_actions(&trace)
+    )
+}
+
+/// Cookie and packet counter of every flow, keyed by its text without counters.
+fn flow_counters(ovs: &Ovs) -> BTreeMap<String, (u64, u64)> {
+    let out = ovs.ofctl(&["-O", "OpenFlow14", "dump-flows", BR]);
+    let mut flows = BTreeMap::new();
+    for line in out.lines().filter(|l| l.contains("actions=")) {
+        let (mut cookie, mut n, mut key) = (0, 0, Vec::new());
+        for field in line.trim().split(", ") {
+            if let Some(c) = field.strip_prefix("cookie=0x") {
+                cookie = u64::from_str_radix(c, 16).expect("cookie");
+            } else if let Some(p) = field.strip_prefix("n_packets=") {
+                n = p.parse().expect("n_packets");
+                continue;
+            }
+            if !["duration=", "n_bytes=", "idle_age=", "hard_age="]
+                .iter()
+                .any(|p| field.starts_with(p))
+            {
+                key.push(field);
+            }
+        }
+        flows.insert(key.join(", "), (cookie, n));
+    }
+    flows
+}
+
+/// The frame must leave through exactly `expected`.
+fn delivered(
+    ovs: &Ovs,
+    label: &str,
+    port: &str,
+    frame: &Frame,
+    expected: &[&str],
+) -> Result<(), String> {
+    let got: BTreeSet<String> = ovs
+        .send_capture(BR, port, &frame.hex())
+        .into_keys()
+        .collect();
+    let want: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{label} (from {port}): came out of {got:?}, expected {want:?}\n{}",
+            explain(ovs, port, frame)
+        ))
+    }
+}
+
+/// The frame must leave through no port and be counted by exactly one vmguard drop flow of the
+/// ingress VM whose reason is one of `reasons`.
+fn dropped(
+    ovs: &Ovs,
+    keys: &BTreeMap<&str, u64>,
+    label: &str,
+    port: &str,
+    frame: &Frame,
+    reasons: &[Reason],
+) -> Result<(), String> {
+    let before = flow_counters(ovs);
+    delivered(ovs, label, port, frame, &[])?;
+    let hits: Vec<(String, u64)> = flow_counters(ovs)
+        .into_iter()
+        .filter(|(f, (cookie, n))| {
+            let was = before.get(f).map_or(0, |b| b.1);
+            *n > was && ((cookie >> 40) & 0xff != 0 || f.ends_with("actions=drop"))
+        })
+        .map(|(f, (cookie, _))| (f, cookie))
+        .collect();
+    let ok = |cookie: u64| {
+        cookie & ((1 << 40) - 1) == keys[port]
+            && reasons.iter().any(|r| (cookie >> 40) & 0xff == *r as u64)
+    };
+    match hits.as_slice() {
+        [(_, cookie)] if ok(*cookie) => Ok(()),
+        _ => Err(format!(
+            "{label} (from {port}): dropped, but counted by {:#?}; expected one drop flow of \
+             {port} with reason {:?}\n{}",
+            hits.iter().map(|h| &h.0).collect::<Vec<_>>(),
+            reasons.iter().map(|r| r.name()).collect::<Vec<_>>(),
+            explain(ovs, port, frame)
+        )),
+    }
+}
+
+fn check(results: Vec<Result<(), String>>) {
+    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ---- frames --------------------------------------------------------------------------------------
+
+/// Recomputes the IPv4 header checksum of `packet` (header length from its IHL).
+fn fix_ipv4_checksum(packet: &mut [u8]) {
+    let ihl = usize::from(packet[0] & 0x0f) * 4;
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let c = fr::checksum(&packet[..ihl]);
+    packet[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A DHCPv4 OFFER from A (10.0.0.10:67) to 255.255.255.255:68 whose IPv4 total length is
+/// `total_len`, i.e. it ends before (or inside) the UDP header; the UDP header and the DHCP
+/// message still follow in the frame. OVS trims to the total length and sees `tp_src=0,tp_dst=0`;
+/// ISC dhclient reads the frame through a packet socket and accepts the offer.
+fn offer_beyond_total_length(total_len: u16) -> Frame {
+    let offer = fr::dhcpv4(2, 2, 0x5eed, B_MAC, B4);
+    let udp = fr::udp_v4(A4, Ipv4Addr::BROADCAST, 67, 68, &offer);
+    let mut p = fr::ipv4_packet(&Ipv4::new(A4, Ipv4Addr::BROADCAST, IPPROTO_UDP), &udp);
+    p[2..4].copy_from_slice(&total_len.to_be_bytes());
+    fix_ipv4_checksum(&mut p);
+    fr::ethernet(BROADCAST, A_MAC, ETHERTYPE_IPV4, &p)
+}
+
+/// The same OFFER behind a 60-byte IPv4 header (IHL 15, 40 bytes of NOP options) whose total
+/// length is 60: the whole UDP segment lies past the end of the IP packet.
+fn offer_behind_long_header() -> Frame {
+    let offer = fr::dhcpv4(2, 2, 0x5eed, B_MAC, B4);
+    let udp = fr::udp_v4(A4, Ipv4Addr::BROADCAST, 67, 68, &offer);
+    let mut p = fr::ipv4_packet(&Ipv4::new(A4, Ipv4Addr::BROADCAST, IPPROTO_UDP), &[]);
+    p[0] = 0x4f;
+    p.splice(20..20, [1u8; 40]);
+    p[2..4].copy_from_slice(&60u16.to_be_bytes());
+    fix_ipv4_checksum(&mut p);
+    p.extend(udp);
+    fr::ethernet(BROADCAST, A_MAC, ETHERTYPE_IPV4, &p)
+}
+
+/// An ICMPv6 message from `src` to `dst` (hop limit 255); multicast `dst` gets its 33:33 MAC.
+fn icmp6(eth_src: Mac, eth_dst: Mac, src: Ipv6Addr, dst: Ipv6Addr, ty: u8, body: &[u8]) -> Frame {
+    let msg = fr::icmpv6(src, dst, ty, 0, body);
+    let h = Ipv6 {
+        src,
+        dst,
+        next_header: IPPROTO_ICMPV6,
+        hop_limit: 255,
+    };
+    let l2 = if dst.is_multicast() {
+        fr::ipv6_multicast_mac(dst)
+    } else {
+        eth_dst
+    };
+    fr::ipv6_frame(l2, eth_src, &h, &msg)
+}
+
+/// A link-layer address option: 1 = source (SLL), 2 = target (TLL).
+fn lla(kind: u8, mac: Mac) -> Vec<u8> {
+    [&[kind, 1][..], &mac].concat()
+}
+
+fn ns_body(target: Ipv6Addr, options: &[Vec<u8>]) -> Vec<u8> {
+    [fr::nd_ns_body(target, None), options.concat()].concat()
+}
+
+fn na_body(target: Ipv6Addr, options: &[Vec<u8>]) -> Vec<u8> {
+    // Override flag, as an unsolicited update would carry.
+    [fr::nd_na_body(target, 0x20, None), options.concat()].concat()
+}
+
+/// A broadcast ARP request with hardware type `htype` (6 = IEEE 802, which Linux accepts on
+/// Ethernet exactly like 1, RFC 2625) and opcode `op`.
+fn arp_raw(eth_src: Mac, htype: u16, op: u16, (sha, spa): (Mac, Ipv4Addr), tpa: Ipv4Addr) -> Frame {
+    let a = [
+        &htype.to_be_bytes()[..],
+        &[8, 0, 6, 4],
+        &op.to_be_bytes(),
+        &sha,
+        &spa.octets(),
+        &ZERO_MAC,
+        &tpa.octets(),
+    ]
+    .concat();
+    fr::ethernet(BROADCAST, eth_src, ETHERTYPE_ARP, &a)
+}
+
+// ---- findings ------------------------------------------------------------------------------------
+
+/// SPEC "Must be dropped" 7: DHCPv4 server-to-client messages, whatever their form. An OFFER/ACK
+/// whose IPv4 total length stops before the end of the UDP header is seen by OVS as
+/// `udp,tp_src=0,tp_dst=0,nw_frag=no` — no DHCP port, not a fragment — and is flooded; ISC
+/// dhclient (Debian's default client) parses the raw frame and binds the offered lease, router
+/// and DNS server.
+#[test]
+fn dhcp_server_message_whose_udp_header_lies_beyond_the_ip_total_length_is_dropped() {
+    let (ovs, keys) = install(ArpMode::Direct);
+    let server = [Reason::DhcpServer, Reason::Evasion];
+    check(vec![
+        dropped(
+            &ovs,
+            &keys,
+            "OFFER, IPv4 total length 20 (no UDP byte inside)",
+            "vnetA",
+            &offer_beyond_total_length(20),
+            &server,
+        ),
+        dropped(
+            &ovs,
+            &keys,
+            "OFFER, IPv4 total length 24 (half a UDP header inside)",
+            "vnetA",
+            &offer_beyond_total_length(24),
+            &server,
+        ),
+        dropped(
+            &ovs,
+            &keys,
+            "OFFER behind IHL=15 options, IPv4 total length 60",
+            "vnetA",
+            &offer_behind_long_header(),
+            &server,
+        ),
+        // The honest OFFER is already dropped; the fix must not open it.
+        dropped(
+            &ovs,
+            &keys,
+            "OFFER, honest lengths",
+            "vnetA",
+            &offer_beyond_total_length(20 + 8 + 300),
+            &server,
+        ),
+    ]);
+}
+
+/// SPEC "Must be dropped" 5: NS whose SLL option is another MAC. With two SLL options OVS
+/// declares the option list invalid and reports `nd_target=::,nd_sll=00:00:00:00:00:00`, which
+/// the "SLL absent" pass flow accepts; Linux ignores the duplicate and caches the FIRST SLL for
+/// the sender's address (checked: `fe80::5054:ff:fe00:a lladdr 52:54:00:00:00:0c`).
+#[test]
+fn ns_with_duplicate_sll_options_is_dropped() {
+    let (ovs, keys) = install(ArpMode::Direct);
+    let nd = [Reason::NdSpoof];
+    let dup = |first: Mac, second: Mac| [lla(1, first), lla(1, second)];
+    check(vec![
+        dropped(
+            &ovs,
+            &keys,
+            "unicast NS to B, SLL = C's MAC twice",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A_LLA,
+                B_LLA,
+                135,
+                &ns_body(B_LLA, &dup(C_MAC, C_MAC)),
+            ),
+            &nd,
+        ),
+        dropped(
+            &ovs,
+            &keys,
+            "unicast NS to B, SLL = C's MAC then A's",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A6,
+                B_LLA,
+                135,
+                &ns_body(B_LLA, &dup(C_MAC, A_MAC)),
+            ),
+            &nd,
+        ),
+        dropped(
+            &ovs,
+            &keys,
+            "multicast NS for the gateway, SLL = unknown MAC twice",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                ZERO_MAC,
+                A_LLA,
+                fr::solicited_node(GW6),
+                135,
+                &ns_body(GW6, &dup(NOBODY_MAC, NOBODY_MAC)),
+            ),
+            &nd,
+        ),
+        // Still delivered: one SLL option with A's own MAC.
+        delivered(
+            &ovs,
+            "unicast NS to B, SLL = A",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A_LLA,
+                B_LLA,
+                135,
+                &ns_body(B_LLA, &[lla(1, A_MAC)]),
+            ),
+            &["vnetB"],
+        ),
+    ]);
+}
+
+/// SPEC "Must be dropped" 5: NA whose TLL option is another MAC, NS whose SLL option is another
+/// MAC. An option carrying 00:00:00:00:00:00 reads as "option absent" in OVS, but Linux caches
+/// the zero MAC for the sender/target (checked), and frames to 00:00:00:00:00:00 are unknown
+/// unicast that NORMAL floods to every port.
+#[test]
+fn nd_with_an_all_zero_link_layer_address_option_is_dropped() {
+    let (ovs, keys) = install(ArpMode::Direct);
+    let nd = [Reason::NdSpoof];
+    check(vec![
+        dropped(
+            &ovs,
+            &keys,
+            "NS to B with SLL = 00:00:00:00:00:00",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A_LLA,
+                B_LLA,
+                135,
+                &ns_body(B_LLA, &[lla(1, ZERO_MAC)]),
+            ),
+            &nd,
+        ),
+        dropped(
+            &ovs,
+            &keys,
+            "NA for A's own 2001:db8::a with TLL = 00:00:00:00:00:00",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A_LLA,
+                B_LLA,
+                136,
+                &na_body(A6, &[lla(2, ZERO_MAC)]),
+            ),
+            &nd,
+        ),
+        // Still delivered: the options really absent (SPEC "Must be delivered" 8 and 9).
+        delivered(
+            &ovs,
+            "NS to B without SLL",
+            "vnetA",
+            &icmp6(A_MAC, B_MAC, A_LLA, B_LLA, 135, &ns_body(B_LLA, &[])),
+            &["vnetB"],
+        ),
+        delivered(
+            &ovs,
+            "NA for A's 2001:db8::a without TLL",
+            "vnetA",
+            &icmp6(A_MAC, B_MAC, A_LLA, B_LLA, 136, &na_body(A6, &[])),
+            &["vnetB"],
+        ),
+    ]);
+}
+
+/// SPEC "Must be delivered" 10: "requests for an IP that no VM owns never reach a VM port", and
+/// requests for a VM's IP go only to that VM. OVS extracts ARP fields only for hardware type 1;
+/// a request with hardware type 6 (IEEE 802) has `arp_op=0` in OVS and is flooded by NORMAL,
+/// while Linux answers it like any request and learns the sender.
+fn uplink_ieee802_arp(mode: ArpMode) {
+    let (ovs, _keys) = install(mode);
+    let for_a = arp_raw(GW_MAC, 6, 1, (GW_MAC, GW4), A4);
+    let to_a: BTreeSet<String> = ovs
+        .send_capture(BR, "upstream", &for_a.hex())
+        .into_keys()
+        .collect();
+    let only_a = to_a.iter().all(|p| p == "vnetA");
+    check(vec![
+        delivered(
+            &ovs,
+            "upstream: hardware type 6 request for 10.0.0.99 (nobody's)",
+            "upstream",
+            &arp_raw(GW_MAC, 6, 1, (GW_MAC, GW4), NOBODY4),
+            &[],
+        ),
+        if only_a {
+            Ok(())
+        } else {
+            Err(format!(
+                "upstream: hardware type 6 request for A's 10.0.0.10 came out of {to_a:?}; \
+                 only vnetA (or nothing) may get it\n{}",
+                explain(&ovs, "upstream", &for_a)
+            ))
+        },
+    ]);
+}
+
+#[test]
+fn uplink_arp_request_with_ieee802_hardware_type_is_steered_direct_mode() {
+    uplink_ieee802_arp(ArpMode::Direct);
+}
+
+#[test]
+fn uplink_arp_request_with_ieee802_hardware_type_is_steered_responder_mode() {
+    uplink_ieee802_arp(ArpMode::Responder);
+}
