@@ -7,6 +7,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::model::PortName;
+use crate::provision::pool::{Ipv4Net, Ipv6Net, Pool, Reserved};
 
 /// Where the configuration is read from when neither `--config` nor `VMGUARD_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/vmguard/config.toml";
@@ -59,6 +60,8 @@ pub struct Config {
     pub ovs_rundir: Option<PathBuf>,
     /// How long the hook waits for a new tap to get a valid ofport.
     pub ofport_timeout: Duration,
+    /// Where `create` takes new VMs' addresses from (`[pool]`); `None` when not configured.
+    pub pool: Option<Pool>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +72,16 @@ struct RawConfig {
     arp_mode: Option<ArpMode>,
     ovs_rundir: Option<PathBuf>,
     ofport_timeout_ms: Option<u64>,
+    pool: Option<RawPool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    ipv4: Option<String>,
+    ipv6: Option<String>,
+    #[serde(default)]
+    reserved: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -99,6 +112,7 @@ impl Default for Config {
             arp_mode: ArpMode::Direct,
             ovs_rundir: None,
             ofport_timeout: Duration::from_millis(5000),
+            pool: None,
         }
     }
 }
@@ -148,6 +162,27 @@ impl Config {
         }
         if let Some(ms) = raw.ofport_timeout_ms {
             cfg.ofport_timeout = Duration::from_millis(ms);
+        }
+        if let Some(raw) = raw.pool {
+            let ipv4 = raw
+                .ipv4
+                .map(|s| s.parse::<Ipv4Net>())
+                .transpose()
+                .map_err(|e| value_err("pool.ipv4", e.to_string()))?;
+            let ipv6 = raw
+                .ipv6
+                .map(|s| s.parse::<Ipv6Net>())
+                .transpose()
+                .map_err(|e| value_err("pool.ipv6", e.to_string()))?;
+            let reserved = raw
+                .reserved
+                .iter()
+                .map(|s| s.parse::<Reserved>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| value_err("pool.reserved", e.to_string()))?;
+            let pool =
+                Pool::new(ipv4, ipv6, reserved).map_err(|e| value_err("pool", e.to_string()))?;
+            cfg.pool = Some(pool);
         }
         if cfg
             .uplinks
@@ -227,6 +262,48 @@ mod tests {
         assert!(e.contains("bridge"), "{e}");
         assert!(parse("bridge = 3").is_err());
         assert!(parse("[pool]\nipv4 = \"x\"").is_err());
+    }
+
+    #[test]
+    fn pool_table() {
+        let c = parse(
+            "[pool]\nipv4 = \"10.0.0.0/24\"\nipv6 = \"2001:db8::/64\"\nreserved = [\"10.0.0.1\", \"10.0.0.240/28\", \"2001:db8::1\"]\n",
+        )
+        .unwrap();
+        let pool = c.pool.unwrap();
+        assert_eq!(pool.ipv4().unwrap().to_string(), "10.0.0.0/24");
+        assert_eq!(pool.ipv6().unwrap().to_string(), "2001:db8::/64");
+        assert_eq!(pool.reserved().len(), 3);
+        assert_eq!(parse("").unwrap().pool, None);
+        let v4_only = parse("[pool]\nipv4 = \"192.168.5.0/25\"").unwrap();
+        assert!(v4_only.pool.unwrap().ipv6().is_none());
+        for (text, key) in [
+            ("[pool]\nipv4 = \"10.0.0.1/24\"", "key 'pool.ipv4'"),
+            (
+                "[pool]\nipv6 = \"2001:db8::/48\"",
+                "key 'pool': ipv6 prefix 2001:db8::/48 must be a /64",
+            ),
+            ("[pool]\nipv6 = \"10.0.0.0/8\"", "key 'pool.ipv6'"),
+            (
+                "[pool]\nipv4 = \"10.0.0.0/24\"\nreserved = [\"gw\"]",
+                "key 'pool.reserved'",
+            ),
+            (
+                "[pool]\nipv4 = \"10.0.0.0/24\"\nreserved = [\"10.0.1.1\"]",
+                "not inside the pool",
+            ),
+            (
+                "[pool]\nreserved = []",
+                "key 'pool': needs ipv4, ipv6 or both",
+            ),
+            (
+                "[pool]\nipv4 = \"10.0.0.0/24\"\ngateway = \"10.0.0.1\"",
+                "unknown field `gateway`",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

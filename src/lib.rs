@@ -9,3 +9,4 @@ pub mod frames;
 pub mod model;
 pub mod ovs;
 pub mod pipeline;
+pub mod provision;

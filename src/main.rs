@@ -138,6 +138,59 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LabCmd,
     },
+    /// Create VMs USER-1…USER-K for each user and define them (virsh, qemu:///system). Each
+    /// interface gets a MAC no domain has, the lowest free IPv4 of [pool] ipv4 and its SLAAC
+    /// address in [pool] ipv6, written into the domain's vmguard metadata. All or nothing.
+    Create {
+        /// The users the VMs are for (a-z, 0-9 and '-').
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+        /// How many VMs per user.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        count: u16,
+        /// Interfaces per VM on the guarded bridge.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+        nics: u8,
+        /// Domain XML to start from; @NAME@ and @USER@ in it are replaced. Default: a minimal
+        /// built-in one (no disk, network boot).
+        #[arg(long, value_name = "XML")]
+        template: Option<PathBuf>,
+        /// Start the VMs once they are all defined.
+        #[arg(long)]
+        start: bool,
+        /// Print the domain XML that would be defined and define nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop and undefine every VM of the named users, or the named VMs, among those `create`
+    /// made; their MACs and addresses become free. Disks are kept.
+    Delete {
+        /// User names or VM names.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Seconds a running guest gets to shut down (ACPI) before it is powered off.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        grace: u64,
+    },
+    /// List every interface in the defined domains' vmguard metadata: user, domain, MAC,
+    /// addresses.
+    Addresses {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the DHCP server's reservations (MAC → IPv4 and IPv6) for every guarded interface.
+    DhcpHosts {
+        /// dnsmasq (a dhcp-hostsfile), kea4 or kea6 (a JSON array of Kea reservations).
+        #[arg(long)]
+        format: vmguard::provision::render::DhcpFormat,
+        /// Replace FILE atomically instead of printing.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -300,27 +353,18 @@ fn running_domains(xml_dir: Option<&Path>) -> Result<Vec<(String, String)>> {
         }
         return Ok(out);
     }
-    let virsh = |args: &[&str]| -> Result<String> {
-        let o = std::process::Command::new("virsh")
-            .args(["-c", "qemu:///system"])
-            .args(args)
-            .output()
-            .context("cannot run virsh (is libvirt-clients installed?)")?;
-        if !o.status.success() {
-            bail!(
-                "virsh {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    };
-    for name in virsh(&["list", "--name", "--state-running", "--state-paused"])?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+    use vmguard::provision::virsh::{Libvirt, Virsh};
+    let virsh = Virsh::system();
+    for name in virsh
+        .list(false)
+        .context("cannot list the running domains")?
     {
-        out.push((name.to_string(), virsh(&["dumpxml", name])?));
+        match virsh.dumpxml(&name, false) {
+            Ok(xml) => out.push((name, xml)),
+            // Stopped between the two calls: no longer running, nothing to guard.
+            Err(e) if e.is_no_domain() => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read domain {name}")),
+        }
     }
     Ok(out)
 }
@@ -520,6 +564,126 @@ fn run(cli: Cli, log: &Logger) -> Result<u8> {
             return Ok(if ok { 0 } else { 1 });
         }
         Cmd::Status { json } => report::status(&guard.audit()?, json),
+        Cmd::Create {
+            users,
+            count,
+            nics,
+            template,
+            start,
+            dry_run,
+        } => {
+            use vmguard::provision::{self as pv, render, virsh::Libvirt};
+            let pool = cfg.pool.as_ref().context(
+                "create needs a [pool] table in the config (ipv4 = \"10.0.0.0/24\", reserved = [\"10.0.0.1\"])",
+            )?;
+            let text = match &template {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read template {}", p.display()))?,
+                None => render::BUILTIN_TEMPLATE.to_string(),
+            };
+            let template = render::Template::new(&text, cfg.bridge.as_str())?;
+            let users = users
+                .iter()
+                .map(|u| u.parse())
+                .collect::<Result<Vec<pv::pool::UserName>, _>>()?;
+            let req = pv::CreateRequest {
+                users: &users,
+                count: count.into(),
+                nics: nics.into(),
+                template: &template,
+            };
+            let virsh = pv::virsh::Virsh::system();
+            let lock = Path::new(pv::LOCK_PATH);
+            let vms = pv::create(&virsh, lock, pool, cfg.bridge.as_str(), &req, dry_run)?;
+            let rows: Vec<_> = vms.iter().flat_map(|v| v.rows()).collect();
+            if dry_run {
+                vms.iter().for_each(|v| print!("{}", v.xml));
+                eprint!("{}", render::table(&rows));
+                return Ok(0);
+            }
+            print!("{}", render::table(&rows));
+            let mut not_started = Vec::new();
+            for vm in vms.iter().filter(|_| start) {
+                match virsh.start(&vm.name) {
+                    Ok(()) => log.info(&format!("started vm={}", vm.name)),
+                    Err(e) => not_started.push(format!("{}: {e}", vm.name)),
+                }
+            }
+            if !not_started.is_empty() {
+                bail!("defined, but not started: {}", not_started.join("; "));
+            }
+        }
+        Cmd::Delete { names, yes, grace } => {
+            use vmguard::provision as pv;
+            let virsh = pv::virsh::Virsh::system();
+            let records = pv::read_records(&virsh)?;
+            let targets: Vec<String> = pv::select_for_delete(&records, &names)?
+                .iter()
+                .map(|r| r.name.clone())
+                .collect();
+            if !yes {
+                eprint!(
+                    "vmguard: delete {} VM(s): {}? Running ones are stopped, definitions removed, disks kept. [y/N] ",
+                    targets.len(),
+                    targets.join(" ")
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    eprintln!();
+                }
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    log.info("delete: nothing deleted");
+                    return Ok(1);
+                }
+            }
+            let grace = std::time::Duration::from_secs(grace);
+            let outcome = pv::delete(&virsh, &targets, grace)?;
+            for (name, stop) in &outcome.deleted {
+                log.info(&format!("deleted vm={name} stop={stop}"));
+            }
+            for (name, e) in &outcome.failed {
+                log.error(&format!("delete vm={name} failed: {e}"));
+            }
+            if !outcome.failed.is_empty() {
+                bail!("delete: {} VM(s) not deleted", outcome.failed.len());
+            }
+        }
+        Cmd::Addresses { json } => {
+            use vmguard::provision::{self as pv, render};
+            let records = pv::read_records(&pv::virsh::Virsh::system())?;
+            let listing = pv::Listing::new(&records, cfg.bridge.as_str());
+            for (vm, why) in &listing.refused {
+                log.warn(&format!("vm={vm} the hook would refuse to start it: {why}"));
+            }
+            match json {
+                true => print!("{}", render::json(&listing.rows)),
+                false => print!("{}", render::table(&listing.rows)),
+            }
+        }
+        Cmd::DhcpHosts { format, output } => {
+            use vmguard::provision::{self as pv, render};
+            let records = pv::read_records(&pv::virsh::Virsh::system())?;
+            let listing = pv::Listing::new(&records, cfg.bridge.as_str());
+            for (vm, why) in &listing.refused {
+                log.warn(&format!(
+                    "vm={vm} no reservation: the hook would refuse it: {why}"
+                ));
+            }
+            let rows = listing.reservable();
+            let text = render::dhcp_hosts(&rows, format);
+            match output {
+                None => print!("{text}"),
+                Some(path) => {
+                    pv::write_atomic(&path, &text)?;
+                    log.info(&format!(
+                        "dhcp-hosts interfaces={} file={}",
+                        rows.len(),
+                        path.display()
+                    ));
+                }
+            }
+        }
         Cmd::Lab { .. } | Cmd::InstallHook { .. } => {
             unreachable!("handled before loading the config")
         }

@@ -244,3 +244,30 @@ fn the_line_diff_is_readable() {
     );
     assert_eq!(line_diff("a\na\n", "a\n"), "-a\n");
 }
+
+/// docs/pipeline.md shows the flows of examples/ipv4-only.xml on ofport 7: they must be exactly
+/// the golden ones, so the documentation cannot drift from the code.
+#[test]
+fn pipeline_doc_example_matches_golden_file() {
+    let doc =
+        std::fs::read_to_string(root().join("docs/pipeline.md")).expect("read docs/pipeline.md");
+    let golden =
+        std::fs::read_to_string(golden_dir().join("ipv4-only.flows")).expect("read golden");
+    let in_doc: std::collections::BTreeSet<&str> = doc
+        .lines()
+        .filter(|l| {
+            l.starts_with("cookie=") && l.contains("in_port=7")
+                || l.starts_with("cookie=0x766700a4a883b796")
+        })
+        .collect();
+    let want: std::collections::BTreeSet<&str> = golden.lines().collect();
+    assert_eq!(
+        in_doc,
+        want,
+        "docs/pipeline.md's example dump differs from tests/golden/ipv4-only.flows:\n{}",
+        line_diff(
+            &golden,
+            &in_doc.iter().copied().collect::<Vec<_>>().join("\n")
+        )
+    );
+}
