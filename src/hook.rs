@@ -76,22 +76,27 @@ pub fn run(
     }
     let ovs = Ovs::new(cfg.ovs_rundir.as_deref());
     let guard = Guard::new(&ovs, cfg);
-    let install = || -> Result<Plan, String> {
+    // At start the tap may not have its ofport yet: wait for it. At reconnect the VM runs
+    // already, so its tap exists; waiting would only delay libvirtd's startup.
+    let install = |wait: bool| -> Result<Plan, String> {
         let dom = DomainXml::parse(xml)
             .and_then(|d| d.guard(cfg.bridge.as_str()))
             .map_err(|e| e.to_string())?;
-        guard
-            .apply_waiting(&dom)
-            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+        let plan = if wait {
+            guard.apply_waiting(&dom)
+        } else {
+            guard.apply(&dom, false)
+        };
+        plan.map_err(|e| format!("{:#}", anyhow::Error::from(e)))
     };
     match action {
         HookAction::Install => {
-            let plan = install().map_err(|e| format!("vmguard: {e}"))?;
+            let plan = install(true).map_err(|e| format!("vmguard: {e}"))?;
             log_plan(log, operation, domain, &plan);
             Ok(())
         }
         HookAction::Reapply => {
-            match install() {
+            match install(false) {
                 Ok(plan) => log_plan(log, "reconnect", domain, &plan),
                 Err(e) => log.error(&format!("reconnect vm={domain} failed (the VM keeps running; its ports may be closed): {e}")),
             }
