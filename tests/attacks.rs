@@ -7,6 +7,7 @@
 //! the victim acts on it, so a pass is not just a parsing curiosity.
 
 mod common;
+use common::counters::{drops_counted, flow_counters};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -105,31 +106,6 @@ fn explain(ovs: &Ovs, port: &str, frame: &Frame) -> String {
     )
 }
 
-/// Cookie and packet counter of every flow, keyed by its text without counters.
-fn flow_counters(ovs: &Ovs) -> BTreeMap<String, (u64, u64)> {
-    let out = ovs.ofctl(&["-O", "OpenFlow14", "dump-flows", BR]);
-    let mut flows = BTreeMap::new();
-    for line in out.lines().filter(|l| l.contains("actions=")) {
-        let (mut cookie, mut n, mut key) = (0, 0, Vec::new());
-        for field in line.trim().split(", ") {
-            if let Some(c) = field.strip_prefix("cookie=0x") {
-                cookie = u64::from_str_radix(c, 16).expect("cookie");
-            } else if let Some(p) = field.strip_prefix("n_packets=") {
-                n = p.parse().expect("n_packets");
-                continue;
-            }
-            if !["duration=", "n_bytes=", "idle_age=", "hard_age="]
-                .iter()
-                .any(|p| field.starts_with(p))
-            {
-                key.push(field);
-            }
-        }
-        flows.insert(key.join(", "), (cookie, n));
-    }
-    flows
-}
-
 /// The frame must leave through exactly `expected`.
 fn delivered(
     ovs: &Ovs,
@@ -163,16 +139,9 @@ fn dropped(
     frame: &Frame,
     reasons: &[Reason],
 ) -> Result<(), String> {
-    let before = flow_counters(ovs);
+    let before = flow_counters(ovs, BR);
     delivered(ovs, label, port, frame, &[])?;
-    let hits: Vec<(String, u64)> = flow_counters(ovs)
-        .into_iter()
-        .filter(|(f, (cookie, n))| {
-            let was = before.get(f).map_or(0, |b| b.1);
-            *n > was && ((cookie >> 40) & 0xff != 0 || f.ends_with("actions=drop"))
-        })
-        .map(|(f, (cookie, _))| (f, cookie))
-        .collect();
+    let hits = drops_counted(&before, &flow_counters(ovs, BR));
     let ok = |cookie: u64| {
         cookie & ((1 << 40) - 1) == keys[port]
             && reasons.iter().any(|r| (cookie >> 40) & 0xff == *r as u64)

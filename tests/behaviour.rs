@@ -7,6 +7,7 @@
 //! failure message shows what OVS parsed), never a reason to change the expectation.
 
 mod common;
+use common::counters::{drops_counted, flow_counters};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -660,57 +661,10 @@ fn expect(
     }
 }
 
-/// The cookie and packet counter of one installed flow.
-struct FlowCount {
-    cookie: u64,
-    n_packets: u64,
-}
-
-/// Every flow of the bridge, keyed by its `dump-flows` line without counters and ages.
-fn flow_counters(ovs: &Ovs) -> BTreeMap<String, FlowCount> {
-    let out = ovs.ofctl(&["-O", "OpenFlow14", "dump-flows", BR]);
-    let mut flows = BTreeMap::new();
-    for line in out.lines().filter(|l| l.contains("actions=")) {
-        let (mut cookie, mut n_packets, mut key) = (0, 0, Vec::new());
-        for field in line.trim().split(", ") {
-            if let Some(c) = field.strip_prefix("cookie=0x") {
-                cookie = u64::from_str_radix(c, 16).expect("cookie");
-            } else if let Some(n) = field.strip_prefix("n_packets=") {
-                n_packets = n.parse().expect("n_packets");
-                continue;
-            }
-            if !["duration=", "n_bytes=", "idle_age=", "hard_age="]
-                .iter()
-                .any(|p| field.starts_with(p))
-            {
-                key.push(field);
-            }
-        }
-        flows.insert(key.join(", "), FlowCount { cookie, n_packets });
-    }
-    flows
-}
-
 const KEY_MASK: u64 = (1 << 40) - 1;
 
 fn reason_of(cookie: u64) -> u64 {
     (cookie >> 40) & 0xff
-}
-
-/// Drop flows (a reason in the cookie, or `actions=drop`) that counted packets between the two
-/// snapshots.
-fn drops_counted(
-    before: &BTreeMap<String, FlowCount>,
-    after: &BTreeMap<String, FlowCount>,
-) -> Vec<(String, u64)> {
-    after
-        .iter()
-        .filter(|(flow, c)| {
-            let was = before.get(*flow).map_or(0, |b| b.n_packets);
-            c.n_packets > was && (reason_of(c.cookie) != 0 || flow.ends_with("actions=drop"))
-        })
-        .map(|(flow, c)| (flow.clone(), c.cookie))
-        .collect()
 }
 
 fn run_case(ovs: &Ovs, keys: &BTreeMap<&str, u64>, c: &Case) -> Result<(), String> {
@@ -731,9 +685,9 @@ fn run_case(ovs: &Ovs, keys: &BTreeMap<&str, u64>, c: &Case) -> Result<(), Strin
             }
         }
         Dropped(reason) => {
-            let before = flow_counters(ovs);
+            let before = flow_counters(ovs, BR);
             expect(ovs, c.port, &c.frame, &BTreeSet::new(), &c.label)?;
-            let hits = drops_counted(&before, &flow_counters(ovs));
+            let hits = drops_counted(&before, &flow_counters(ovs, BR));
             let want_key = match reason {
                 Reason::Unguarded => 0,
                 _ => keys[c.port],

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod counters;
 pub mod ovs;
 mod pcap;
 
