@@ -412,7 +412,7 @@ fn install_hook(dir: &Path, uninstall: bool, log: &Logger) -> Result<()> {
     std::os::unix::fs::symlink(&exe, &link)
         .with_context(|| format!("cannot create {}", link.display()))?;
     log.info(&format!(
-        "installed hook {} -> {}; libvirtd reads its hooks when it starts: restart it (systemctl restart libvirtd) for the hook to run",
+        "installed hook {} -> {}; libvirtd reads its hooks when it starts: restart it (systemctl restart libvirtd, or virtqemud with split daemons) for the hook to run",
         link.display(),
         exe.display()
     ));
@@ -618,7 +618,7 @@ fn main() -> ExitCode {
     let in_hook = matches!(cli.command, Cmd::Hook { .. });
     // A hook's logs go to the journal where there is one; an operator's command logs to stderr.
     let log = if in_hook {
-        Logger::journal_or_stderr()
+        Logger::system()
     } else {
         Logger::stderr()
     };
