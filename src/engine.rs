@@ -18,6 +18,13 @@ use crate::pipeline::{Cookie, IfaceKey, Reason};
 
 /// Fragment mode under which first fragments keep their L4 fields, so the UDP/ICMP checks see them.
 pub const FRAG_MODE: &str = "nx-match";
+/// With the userspace datapath the host kernel also receives every frame a VM sends on its
+/// tap, whatever the flows say.
+pub const NETDEV_WARNING: &str = "the bridge uses the userspace datapath (datapath_type=netdev): \
+    the host's own IP stack also sees every VM frame on its tap; disable IPv6 and ARP replies on \
+    VM ports (sysctl net.ipv6.conf.default.disable_ipv6=1 before VMs start, \
+    net.ipv4.conf.all.arp_ignore=8) — see README";
+
 /// Prefix of the Bridge external_ids keys that record each guarded interface.
 pub const RECORD_PREFIX: &str = "vmguard-if-";
 
@@ -425,6 +432,9 @@ impl<'a> Guard<'a> {
             .query(self.bridge(), &self.uplink_names(), &[])
             .map_err(self.ovs_err(ctx.clone()))?;
         let mut plan = Plan::default();
+        if row.datapath_type == "netdev" {
+            plan.notes.push(NETDEV_WARNING.into());
+        }
         self.settings_plan(&row, &mut plan)?;
         let uplinks = self.uplink_ports(&row, &ifaces)?;
         if dry_run && !plan.bridge_settings.is_empty() {
@@ -760,6 +770,8 @@ impl<'a> Guard<'a> {
     /// flows, every recorded interface's flows and port, and flows vmguard does not own.
     pub fn audit(&self) -> Result<Audit, GuardError> {
         let ctx = format!("bridge {}", self.bridge());
+        // Counters only; a switch that cannot do it still has flows to compare.
+        let _ = self.ovs.settle_stats();
         let (row, ifaces) = self
             .ovs
             .query_all(self.bridge())

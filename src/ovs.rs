@@ -68,6 +68,8 @@ pub struct InterfaceRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BridgeRow {
     pub fail_mode: Option<String>,
+    /// `netdev` for the userspace datapath, `system` or empty for the kernel one.
+    pub datapath_type: String,
     pub protocols: Vec<String>,
     pub external_ids: BTreeMap<String, String>,
     /// Those of the queried names that are ports of this bridge.
@@ -196,7 +198,7 @@ impl Ovs {
         let mut args: Vec<String> = vec![
             "--format=json".into(),
             "--".into(),
-            "--columns=fail_mode,protocols,external_ids,ports".into(),
+            "--columns=fail_mode,protocols,external_ids,ports,datapath_type".into(),
             "list".into(),
             "Bridge".into(),
             bridge.into(),
@@ -297,6 +299,11 @@ impl Ovs {
                 .get("fail_mode")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
+            datapath_type: b
+                .get("datapath_type")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
             protocols: set_of(b.get("protocols"))
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -423,6 +430,12 @@ impl Ovs {
                 argv: format!("ovs-appctl ofproto/trace {bridge} {flow} …"),
                 problem: "no 'Datapath actions:' line".into(),
             })
+    }
+
+    /// Lets the datapath's revalidators finish a round, so flow packet counters include the
+    /// latest traffic (the userspace datapath updates them up to a round late).
+    pub fn settle_stats(&self) -> Result<(), OvsError> {
+        self.appctl(&["revalidator/wait"]).map(drop)
     }
 
     pub fn get_frags(&self, bridge: &str) -> Result<String, OvsError> {

@@ -76,6 +76,9 @@ pub mod prio {
     pub const PORT_DROP: u16 = 10;
     /// Per-port "everything else of this kind" drops (e.g. any other ARP from the port).
     pub const KIND_DROP: u16 = 20;
+    /// NS from `::` that no DAD flow allowed (a DAD for an address the port does not own):
+    /// counted as ND spoofing rather than as the generic `::` source drop below it.
+    pub const UNSPEC_ND_DROP: u16 = 30;
     /// Uplink admission and generic allow/steer flows.
     pub const ALLOW: u16 = 100;
     /// "Anything else of this ND type" drops, below the owner-specific allows.
@@ -90,6 +93,8 @@ pub mod prio {
     pub const DENY_LOW: u16 = 400;
     pub const DENY: u16 = 410;
     pub const DENY_HIGH: u16 = 420;
+    /// Exceptions to the evasion drops: first fragments of ICMPv6 echo (large pings).
+    pub const EVASION_EXCEPT: u16 = 430;
     /// Unicast ARP/NS bypass steering (plain L2).
     pub const UNICAST: u16 = 500;
 }

@@ -130,6 +130,25 @@ fn dhcp4(op: u8, msg_type: u8, chaddr: Mac, yiaddr: Ipv4Addr) -> Vec<u8> {
     fr::dhcpv4(op, msg_type, 0x5eed, chaddr, yiaddr)
 }
 
+/// Fragment `index` of a 3000-byte ICMPv6 echo request from A to B (a `ping -s 3000`).
+fn echo6_fragment(index: usize) -> Frame {
+    let h = Ipv6 {
+        src: A6,
+        dst: B6,
+        next_header: fr::IPPROTO_FRAGMENT,
+        hop_limit: 64,
+    };
+    let echo = fr::icmpv6(
+        A6,
+        B6,
+        128,
+        0,
+        &[[0u8, 1, 0, 1].as_slice(), &[0x5a; 2996]].concat(),
+    );
+    let packet = fr::ipv6_fragments(&h, fr::IPPROTO_ICMPV6, &echo, 1448, 9).remove(index);
+    fr::ethernet(B_MAC, A_MAC, fr::ETHERTYPE_IPV6, &packet)
+}
+
 /// An IPv6 frame with hop limit 255 (what ND requires; harmless elsewhere). A multicast
 /// destination gets its 33:33 MAC; `eth_dst` is used for unicast destinations only.
 fn ip6(
@@ -349,6 +368,9 @@ fn delivered(mode: ArpMode) -> Vec<Case> {
             udp4(GW_MAC, A_MAC, A4, internet4, (5000, 443)), To(&["upstream"])),
         case("IPv4 TCP SYN A -> gateway", "vnetA", tcp_syn, To(&["upstream"])),
         case("IPv6 A -> B unicast", "vnetA", udp6(A_MAC, B_MAC, A6, B6, (5000, 80)), To(&["vnetB"])),
+        // A large ping: its fragments (first and later) are ordinary owned-source traffic.
+        case("IPv6 echo request A -> B, first fragment", "vnetA", echo6_fragment(0), To(&["vnetB"])),
+        case("IPv6 echo request A -> B, later fragment", "vnetA", echo6_fragment(1), To(&["vnetB"])),
         case("IPv6 A -> gateway MAC (learned)", "vnetA",
             udp6(A_MAC, GW_MAC, A6, internet6, (5000, 443)), To(&["upstream"])),
         case("IPv4 broadcast 10.0.0.255", "vnetA",
@@ -560,7 +582,7 @@ fn dropped(local_mac: Mac) -> Vec<Case> {
         case("NA with own target, TLL = B's MAC", "vnetA",
             na(A_MAC, B_MAC, A_LLA, B_LLA, A6, Some(B_MAC)), Dropped(NdSpoof)),
         case("NS with SLL = B's MAC", "vnetA", ns_mcast(A_MAC, A_LLA, GW6, Some(B_MAC)), Dropped(NdSpoof)),
-        case("DAD NS from :: for B's 2001:db8::b", "vnetA", dad(A_MAC, B6), Dropped(IpSpoof)),
+        case("DAD NS from :: for B's 2001:db8::b", "vnetA", dad(A_MAC, B6), Dropped(NdSpoof)),
         // 6: redirects.
         case("ICMPv6 redirect", "vnetA", redirect6, Dropped(Redirect)),
         case("ICMPv4 redirect", "vnetA", redirect4, Dropped(Redirect)),
