@@ -73,6 +73,7 @@ pub fn run(opts: &LabOptions) -> Result<bool> {
     let topo = Topology::new(opts.vms, opts.arp_mode).map_err(anyhow::Error::msg)?;
     preflight()?;
     host::catch_signals();
+    let _lock = exclusive()?;
     let started = Instant::now();
     if host::remove_lab(Path::new(host::RUN_DIR), &progress)? {
         progress("removed a previous lab");
@@ -119,10 +120,39 @@ pub fn run(opts: &LabOptions) -> Result<bool> {
 /// Removes everything a lab run created.
 pub fn down() -> Result<()> {
     require_root()?;
+    let _lock = exclusive()?;
     if !host::remove_lab(Path::new(host::RUN_DIR), &progress)? {
         progress("no lab to remove");
     }
     Ok(())
+}
+
+/// Held for a whole `lab run` or `lab down`: a second one must not take the running lab for a
+/// stale one and remove it. Outside the run directory, which `down` deletes.
+const LOCK_FILE: &str = "/run/vmguard-lab.lock";
+
+fn exclusive() -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(LOCK_FILE)
+        .with_context(|| format!("cannot open {LOCK_FILE}"))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let pid = match holder.trim() {
+            "" => String::new(),
+            p => format!(" (pid {p})"),
+        };
+        bail!("another `vmguard lab` is running on this host{pid}: wait for it to finish, or stop it (Ctrl-C) first");
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 fn require_root() -> Result<()> {
