@@ -16,8 +16,6 @@ const DHCP6_CLIENT_PORT: u16 = 546;
 const ICMP_REDIRECT: u8 = 5;
 /// ICMPv4 Router Advertisement (IRDP, RFC 1256): IPv4's rogue-router announcement.
 const ICMP_ROUTER_ADVERT: u8 = 9;
-const ICMP6_ECHO_REQUEST: u8 = 128;
-const ICMP6_ECHO_REPLY: u8 = 129;
 const ICMP6_MLD_REPORT: u8 = 131;
 const ICMP6_RS: u8 = 133;
 const ICMP6_RA: u8 = 134;
@@ -289,17 +287,6 @@ fn payload_guard(e: &mut Emitter, iface: &GuardedInterface, port: OfPort) {
         Reason::Evasion,
         at().icmp6().nw_frag(Frag::First),
     );
-    // Except large pings (SPEC: owned-source traffic is delivered): a first fragment whose
-    // type OVS reads as echo is no ND message; receivers drop overlapping fragments (RFC 5722),
-    // so a later fragment cannot turn it into one.
-    for echo in [ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY] {
-        e.pass(
-            t,
-            prio::EVASION_EXCEPT,
-            at().icmp6().nw_frag(Frag::First).icmp_type(echo),
-            goto(Table::L2Forward),
-        );
-    }
     e.drop(t, prio::DENY_HIGH, Reason::Evasion, at().ipv6().nw_proto(0));
 
     e.drop(

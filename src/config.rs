@@ -122,7 +122,15 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.message().to_string(),
+            // One line (libvirt shows a failed hook's last stderr line), with where it is.
+            message: format!(
+                "line {}: {}",
+                e.span().map_or(1, |s| text[..s.start.min(text.len())]
+                    .lines()
+                    .count()
+                    .max(1)),
+                e.message().trim().replace('\n', "; ")
+            ),
         })?;
         let value_err = |key, message: String| ConfigError::Value {
             path: path.to_path_buf(),
@@ -261,6 +269,10 @@ mod tests {
         let e = parse("bridge = \"a/b\"").unwrap_err().to_string();
         assert!(e.contains("bridge"), "{e}");
         assert!(parse("bridge = 3").is_err());
+        let e = parse("uplinks = []\nbridge = vm-switch\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && !e.contains('\n'), "{e}");
         assert!(parse("[pool]\nipv4 = \"x\"").is_err());
     }
 

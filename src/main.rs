@@ -98,18 +98,14 @@ enum Cmd {
     },
     /// Reconcile the bridge with every running domain: restore bridge settings and base flows,
     /// install what is missing, remove flows of interfaces that are gone, change nothing that
-    /// is right.
+    /// is right. Needs one source: --xml-dir DIR or --libvirt.
+    #[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
     Sync {
         /// Read the running domains' XML from *.xml files in DIR.
-        #[arg(
-            long,
-            value_name = "DIR",
-            conflicts_with = "libvirt",
-            required_unless_present = "libvirt"
-        )]
+        #[arg(long, value_name = "DIR", group = "source")]
         xml_dir: Option<PathBuf>,
         /// Ask libvirt (virsh list / virsh dumpxml on qemu:///system). Never from a hook.
-        #[arg(long)]
+        #[arg(long, group = "source")]
         libvirt: bool,
         /// Print the bundle that would be sent and change nothing.
         #[arg(long)]
@@ -449,6 +445,38 @@ fn run(cli: Cli, log: &Logger) -> Result<u8> {
         install_hook(hook_dir, *uninstall, log)?;
         return Ok(0);
     }
+    if let Cmd::Hook {
+        domain,
+        operation,
+        sub_operation,
+        ..
+    } = &cli.command
+    {
+        // The XML is on stdin for every operation; read it all so libvirt's write never fails.
+        let xml = read_input("-").unwrap_or_default();
+        let action = hook::HookAction::of(operation, sub_operation);
+        if action == hook::HookAction::Ignore {
+            return Ok(0);
+        }
+        let cfg = match Config::load(cli.config.as_deref()) {
+            Ok(cfg) => cfg,
+            // Only a start may fail: a failing reconnect kills the running VM, a failing stop
+            // leaves nothing better behind.
+            Err(e) if action != hook::HookAction::Install => {
+                log.error(&format!("{operation} vm={domain}: nothing done: {e}"));
+                return Ok(0);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        return match hook::run(&cfg, log, domain, operation, sub_operation, &xml) {
+            Ok(()) => Ok(0),
+            Err(reason) => {
+                // libvirt shows the hook's last stderr line to the operator.
+                eprintln!("{reason}");
+                Ok(1)
+            }
+        };
+    }
     let cfg = Config::load(cli.config.as_deref())?;
     let ovs = Ovs::new(cfg.ovs_rundir.as_deref());
     let guard = Guard::new(&ovs, &cfg);
@@ -501,19 +529,6 @@ fn run(cli: Cli, log: &Logger) -> Result<u8> {
                 dry_run,
                 true,
             );
-        }
-        Cmd::Hook {
-            domain,
-            operation,
-            sub_operation,
-            ..
-        } => {
-            let xml = read_input("-").unwrap_or_default();
-            if let Err(reason) = hook::run(&cfg, log, &domain, &operation, &sub_operation, &xml) {
-                // libvirt shows the hook's last stderr line to the operator.
-                eprintln!("{reason}");
-                return Ok(1);
-            }
         }
         Cmd::Sync {
             xml_dir,
@@ -591,7 +606,7 @@ fn run(cli: Cli, log: &Logger) -> Result<u8> {
         Cmd::DhcpHosts { format, output } => {
             return provisioning::dhcp_hosts(&cfg, log, format, output)
         }
-        Cmd::Lab { .. } | Cmd::InstallHook { .. } => {
+        Cmd::Lab { .. } | Cmd::InstallHook { .. } | Cmd::Hook { .. } => {
             unreachable!("handled before loading the config")
         }
     }

@@ -93,8 +93,6 @@ pub mod prio {
     pub const DENY_LOW: u16 = 400;
     pub const DENY: u16 = 410;
     pub const DENY_HIGH: u16 = 420;
-    /// Exceptions to the evasion drops: first fragments of ICMPv6 echo (large pings).
-    pub const EVASION_EXCEPT: u16 = 430;
     /// Unicast ARP/NS bypass steering (plain L2).
     pub const UNICAST: u16 = 500;
 }

@@ -165,7 +165,7 @@ pub fn status(audit: &Audit, as_json: bool) {
     }
     if !audit.drift.is_empty() {
         println!();
-        println!("drift (run `vmguard verify` for details, `vmguard sync` to repair):");
+        println!("drift (details: `vmguard verify`; repair: `vmguard sync --libvirt`, and `vmguard init` for flows without vmguard's tag):");
         for d in &audit.drift {
             println!("  - {d}");
         }

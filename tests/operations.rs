@@ -1438,3 +1438,49 @@ fn install_hook_links_once_and_uninstalls_only_its_link() {
         );
     }
 }
+
+/// A config file vmguard cannot read must not turn every libvirt call into a failure: only a
+/// start may fail (a failing reconnect kills the running VM; a stop cannot be refused).
+#[test]
+fn a_broken_config_fails_only_starts() {
+    let (ovs, vg) = prepared();
+    let a = vm(1);
+    plug(&ovs, &a);
+    vg.run(&["hook", &a.name, "start", "begin", "-"], &a.xml())
+        .ok();
+    let before = ovs.ofctl(&["-O", "OpenFlow14", "--no-stats", "dump-flows", BR]);
+    std::fs::write(&vg.config, "uplink = [\"upstream\"]\n").expect("write broken config");
+    for (op, sub) in [
+        ("reconnect", "begin"),
+        ("stopped", "end"),
+        ("release", "end"),
+        ("migrate", "begin"),
+    ] {
+        let run = vg.run(&["hook", &a.name, op, sub, "-"], &a.xml());
+        assert_eq!(
+            run.code, 0,
+            "{op} {sub} must not fail on a broken config: {}",
+            run.stderr
+        );
+        assert!(
+            run.stdout.is_empty(),
+            "{op} {sub} printed on stdout: {}",
+            run.stdout
+        );
+    }
+    let start = vg.run(&["hook", &a.name, "start", "begin", "-"], &a.xml());
+    assert_ne!(
+        start.code, 0,
+        "a start with a broken config must be refused"
+    );
+    let last = start.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("uplink") && last.contains("line 1"),
+        "last stderr line: {last}"
+    );
+    assert_eq!(
+        ovs.ofctl(&["-O", "OpenFlow14", "--no-stats", "dump-flows", BR]),
+        before,
+        "nothing changed"
+    );
+}

@@ -106,12 +106,15 @@ pub fn run(opts: &LabOptions) -> Result<bool> {
     if opts.keep {
         let dir = lab.host.dir().display().to_string();
         let ns = lab.topo.vms[0].netns.clone();
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "vmguard".into());
         lab.host.keep();
         progress(&format!(
             "the lab stays up:\n  enter a VM:      ip netns exec {ns} bash   (all: ip netns list | grep vmguard-lab)\n  \
              its flows:       OVS_RUNDIR={dir} ovs-ofctl -O OpenFlow14 dump-flows {BRIDGE}\n  \
-             vmguard itself:  vmguard --config {dir}/config.toml status   (domain XML: {dir}/lab-vm1.xml)\n  \
-             logs, captures:  {dir}\n  remove it:       vmguard lab down"
+             vmguard itself:  {exe} --config {dir}/config.toml status   (domain XML: {dir}/lab-vm1.xml)\n  \
+             logs, captures:  {dir}\n  remove it:       {exe} lab down"
         ));
     }
     Ok(all_hold)
