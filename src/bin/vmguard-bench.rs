@@ -2404,7 +2404,10 @@ fn render(set: &Settings, res: &Results) -> String {
             .collect();
         let rs = row.ratio_second();
         let zero = !touched.is_empty() && touched.iter().all(|t| *t == 0);
-        let met = if touched.is_empty() {
+        let not_run = row.second.iter().all(|r| r.skipped);
+        let met = if not_run {
+            None
+        } else if touched.is_empty() {
             Some(false)
         } else {
             Some(zero && stat(&rs).is_some_and(|s| s.med <= 0.5))
@@ -2416,7 +2419,13 @@ fn render(set: &Settings, res: &Results) -> String {
             row.n,
             row.nics,
             if touched.is_empty() { "–".to_string() } else { format!("{:?}", touched) },
-            if second.is_empty() { "failed".into() } else { time_cell(&second) },
+            if !second.is_empty() {
+                time_cell(&second)
+            } else if not_run {
+                "not run: the first sync failed".into()
+            } else {
+                "failed".into()
+            },
             time_cell(&InstallRow::ok_secs(&row.first)),
             ratio_cell(&rs),
             verdict(met)
@@ -2548,7 +2557,11 @@ fn render(set: &Settings, res: &Results) -> String {
                 } else {
                     "**failed**".into()
                 },
-                time_cell(&row.paper_estimates()),
+                if row.paper_empty.is_empty() && row.n > 1000 {
+                    "not sampled above 1,000 VMs".into()
+                } else {
+                    time_cell(&row.paper_estimates())
+                },
                 ratio_cell(&row.ratio_paper()),
                 time_cell(&row.paper_empty),
                 time_cell(&row.paper_full),
@@ -2609,6 +2622,7 @@ fn render(set: &Settings, res: &Results) -> String {
         let _ = writeln!(w, "|---|---|---|---|---|---|");
         for row in &res.install {
             let second = InstallRow::ok_secs(&row.second);
+            let not_run = row.second.iter().all(|r| r.skipped);
             let touched: Vec<String> = row
                 .second
                 .iter()
@@ -2639,10 +2653,12 @@ fn render(set: &Settings, res: &Results) -> String {
                 "| {} × {} | {} | {} | {} | {} | {} |",
                 row.n,
                 row.nics,
-                if second.is_empty() {
-                    "failed".into()
-                } else {
+                if !second.is_empty() {
                     time_cell(&second)
+                } else if not_run {
+                    "not run: the first sync failed".into()
+                } else {
+                    "failed".into()
                 },
                 touched.join(", "),
                 changes.join(", "),
