@@ -1,8 +1,8 @@
 //! Calculates and applies changes to the guarded bridge: `init`, `apply` and `remove` each build
 //! a printable [`Plan`] from the switch's state, then carry it out in one OpenFlow bundle.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -125,6 +125,93 @@ pub fn records(row: &BridgeRow) -> (BTreeMap<IfaceKey, Record>, Vec<String>) {
 
 fn record_id(key: IfaceKey) -> String {
     format!("{RECORD_PREFIX}{key}")
+}
+
+fn iface_error(
+    dom: &GuardedDomain,
+    iface: &GuardedInterface,
+    field: &'static str,
+    problem: String,
+) -> GuardError {
+    GuardError::Interface {
+        domain: dom.name.clone(),
+        iface: iface.mac.to_string(),
+        field,
+        problem,
+    }
+}
+
+/// Recorded interfaces indexed by the MAC and addresses they own, so a duplicate check is a
+/// lookup rather than a scan of every record (a sync of N domains would otherwise be O(N²)).
+#[derive(Default)]
+struct Owners {
+    records: BTreeMap<IfaceKey, Record>,
+    by_mac: HashMap<MacAddr, Vec<IfaceKey>>,
+    by_ip: HashMap<IpAddr, Vec<IfaceKey>>,
+}
+
+impl Owners {
+    fn new(records: &BTreeMap<IfaceKey, Record>) -> Owners {
+        let mut owners = Owners::default();
+        for (k, r) in records {
+            owners.insert(*k, r.clone());
+        }
+        owners
+    }
+
+    fn insert(&mut self, key: IfaceKey, r: Record) {
+        self.by_mac.entry(r.mac).or_default().push(key);
+        for ip in r
+            .ipv4
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(r.ipv6.iter().map(|a| IpAddr::V6(*a)))
+        {
+            self.by_ip.entry(ip).or_default().push(key);
+        }
+        self.records.insert(key, r);
+    }
+
+    /// Records owning `i`'s MAC or one of its addresses.
+    fn claimants<'a>(
+        &'a self,
+        i: &'a GuardedInterface,
+    ) -> impl Iterator<Item = (&'a IfaceKey, &'a Record)> + 'a {
+        let ips = i
+            .ipv4
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(i.ipv6.iter().map(|a| IpAddr::V6(*a)));
+        self.by_mac
+            .get(&i.mac)
+            .into_iter()
+            .chain(ips.filter_map(|ip| self.by_ip.get(&ip)))
+            .flatten()
+            .filter_map(|k| self.records.get_key_value(k))
+    }
+}
+
+/// The bridge's Interface rows by name and by `external_ids:attached-mac` (lowercase).
+struct PortIndex<'r> {
+    row: &'r BridgeRow,
+    by_name: HashMap<&'r str, &'r InterfaceRow>,
+    by_mac: HashMap<String, Vec<&'r InterfaceRow>>,
+}
+
+impl<'r> PortIndex<'r> {
+    fn new(row: &'r BridgeRow, ifaces: &'r [InterfaceRow]) -> PortIndex<'r> {
+        let mut by_mac: HashMap<String, Vec<&InterfaceRow>> = HashMap::new();
+        for i in ifaces {
+            if let Some(m) = &i.attached_mac {
+                by_mac.entry(m.to_ascii_lowercase()).or_default().push(i);
+            }
+        }
+        PortIndex {
+            row,
+            by_name: ifaces.iter().map(|i| (i.name.as_str(), i)).collect(),
+            by_mac,
+        }
+    }
 }
 
 /// A change to make, described before it is made (`--dry-run` prints it).
@@ -474,42 +561,38 @@ impl<'a> Guard<'a> {
     fn desire(
         &self,
         dom: &GuardedDomain,
-        row: &BridgeRow,
-        ifaces: &[InterfaceRow],
-        owners: &BTreeMap<IfaceKey, Record>,
+        index: &PortIndex<'_>,
+        owners: &Owners,
     ) -> Result<Vec<Desired>, GuardError> {
         let ports = dom
             .interfaces
             .iter()
-            .map(|i| self.resolve_port(dom, i, row, ifaces))
+            .map(|i| self.resolve_port(dom, i, index))
             .collect::<Result<Vec<OfPort>, GuardError>>()?;
         let mut out: Vec<Desired> = Vec::new();
         for (iface, port) in dom.interfaces.iter().zip(ports.iter().copied()) {
             let key = IfaceKey::derive(&dom.uuid, iface.mac);
-            let iface_err = |field, problem: String| GuardError::Interface {
-                domain: dom.name.clone(),
-                iface: iface.mac.to_string(),
-                field,
-                problem,
-            };
             // A record on one of our ports is an owner that is gone (a port belongs to one
             // interface at a time): its addresses do not block us, `apply` evicts it.
-            let live = owners
-                .iter()
-                .filter(|(k, r)| **k != key && r.uuid != dom.uuid && !ports.contains(&r.ofport));
-            for (_, r) in live {
-                if let Some((field, value)) = r.owns(iface) {
-                    return Err(iface_err(
-                        field,
-                        format!(
-                            "{value} is already owned by domain {} (interface {})",
-                            r.domain, r.mac
-                        ),
-                    ));
-                }
+            let conflict = owners
+                .claimants(iface)
+                .filter(|(k, r)| **k != key && r.uuid != dom.uuid && !ports.contains(&r.ofport))
+                .find_map(|(_, r)| Some((r, r.owns(iface)?)));
+            if let Some((r, (field, value))) = conflict {
+                return Err(iface_error(
+                    dom,
+                    iface,
+                    field,
+                    format!(
+                        "{value} is already owned by domain {} (interface {})",
+                        r.domain, r.mac
+                    ),
+                ));
             }
             if out.iter().any(|d| d.key == key) {
-                return Err(iface_err(
+                return Err(iface_error(
+                    dom,
+                    iface,
                     "mac address",
                     "interface key collides with another interface of the domain".into(),
                 ));
@@ -570,7 +653,7 @@ impl<'a> Guard<'a> {
                 .map(|k| format!("ignoring unreadable record external_ids:{k}")),
         );
 
-        let desired = self.desire(dom, &row, &ifaces, &records)?;
+        let desired = self.desire(dom, &PortIndex::new(&row, &ifaces), &Owners::new(&records))?;
         // The domain's previous interfaces that it no longer has, and any interface recorded on
         // a port one of ours now holds: a port belongs to one interface at a time, so that
         // owner is gone without its stop hook having run.
@@ -613,6 +696,18 @@ impl<'a> Guard<'a> {
             plan.records_removed.push(record_id(*key));
         }
         for d in &desired {
+            if !records.contains_key(&d.key) {
+                // Not recorded, so nothing of it should be installed: clear whatever a failed
+                // earlier run left by exact cookie (OVS indexes those; a masked cookie makes it
+                // scan every flow of the bridge) and add its flows, instead of dumping first.
+                plan.bundle.extend(
+                    Reason::ALL
+                        .iter()
+                        .map(|r| format!("delete {}", Cookie::new(d.key, *r).selector())),
+                );
+                plan.diff(&[], &d.flows);
+                continue;
+            }
             let current = self
                 .ovs
                 .dump_flows(self.bridge(), &Cookie::owner_selector(d.key))
@@ -668,9 +763,11 @@ impl<'a> Guard<'a> {
         plan.records_removed.extend(unreadable);
 
         // Interfaces already installed keep precedence over newcomers that claim their addresses.
+        let installed: HashSet<&DomainUuid> = records.values().map(|r| &r.uuid).collect();
         let mut order: Vec<&GuardedDomain> = domains.iter().collect();
-        order.sort_by_key(|d| !records.values().any(|r| r.uuid == d.uuid));
-        let mut accepted: BTreeMap<IfaceKey, Record> = BTreeMap::new();
+        order.sort_by_key(|d| !installed.contains(&d.uuid));
+        let index = PortIndex::new(&row, &ifaces);
+        let mut accepted = Owners::default();
         let mut desired: Vec<Desired> = Vec::new();
         let mut failed = Vec::new();
         for dom in order {
@@ -679,7 +776,7 @@ impl<'a> Guard<'a> {
                     .iter()
                     .map(|w| format!("domain {}: {w}", dom.name)),
             );
-            match self.desire(dom, &row, &ifaces, &accepted) {
+            match self.desire(dom, &index, &accepted) {
                 Ok(list) => {
                     for d in list {
                         accepted.insert(d.key, d.record.clone());
@@ -693,7 +790,7 @@ impl<'a> Guard<'a> {
         plan.records_removed.extend(
             records
                 .keys()
-                .filter(|k| !accepted.contains_key(k))
+                .filter(|k| !accepted.records.contains_key(k))
                 .map(|k| record_id(*k)),
         );
 
@@ -894,53 +991,36 @@ impl<'a> Guard<'a> {
         &self,
         dom: &GuardedDomain,
         iface: &GuardedInterface,
-        row: &BridgeRow,
-        ifaces: &[InterfaceRow],
+        index: &PortIndex<'_>,
     ) -> Result<OfPort, GuardError> {
-        let err = |field, problem: String| GuardError::Interface {
-            domain: dom.name.clone(),
-            iface: iface.mac.to_string(),
-            field,
-            problem,
-        };
+        let err = |field, problem| iface_error(dom, iface, field, problem);
         let by_dev = iface
             .dev
             .as_ref()
-            .and_then(|d| ifaces.iter().find(|r| r.name == d.as_str()));
+            .and_then(|d| index.by_name.get(d.as_str()).copied());
         let mac = iface.mac.to_string();
-        let by_mac = || {
-            ifaces
-                .iter()
-                .filter(|r| {
-                    r.attached_mac.as_deref().map(str::to_ascii_lowercase) == Some(mac.clone())
-                })
-                .collect::<Vec<_>>()
-        };
         let found = match by_dev {
             Some(r) => r,
-            None => {
-                let candidates = by_mac();
-                match candidates.as_slice() {
-                    [one] => *one,
-                    [] => {
-                        return Err(err(
-                            "target dev",
-                            match &iface.dev {
-                                Some(d) => format!("no OVS interface named {d} or with external_ids:attached-mac={mac}"),
-                                None => format!("no <target dev> and no OVS interface with external_ids:attached-mac={mac}"),
-                            },
-                        ))
-                    }
-                    many => {
-                        return Err(err(
-                            "mac address",
-                            format!("{} OVS interfaces carry attached-mac={mac}: {}", many.len(), many.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")),
-                        ))
-                    }
+            None => match index.by_mac.get(&mac).map(Vec::as_slice).unwrap_or_default() {
+                [one] => *one,
+                [] => {
+                    return Err(err(
+                        "target dev",
+                        match &iface.dev {
+                            Some(d) => format!("no OVS interface named {d} or with external_ids:attached-mac={mac}"),
+                            None => format!("no <target dev> and no OVS interface with external_ids:attached-mac={mac}"),
+                        },
+                    ))
                 }
-            }
+                many => {
+                    return Err(err(
+                        "mac address",
+                        format!("{} OVS interfaces carry attached-mac={mac}: {}", many.len(), many.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")),
+                    ))
+                }
+            },
         };
-        let on_bridge = if row.ports.contains(&found.name) {
+        let on_bridge = if index.row.ports.contains(&found.name) {
             true
         } else {
             // Found by MAC under a name we did not ask the bridge about: ask once more.

@@ -243,6 +243,12 @@ impl Cookie {
         )
     }
 
+    /// `cookie=VALUE/-1`: exactly this cookie, which OVS finds through its cookie index
+    /// (any other mask makes it scan every flow of the bridge).
+    pub fn selector(self) -> String {
+        format!("cookie={:#x}/{:#x}", self.raw(), u64::MAX)
+    }
+
     /// `cookie=VALUE/MASK` selecting every vmguard flow.
     pub fn tag_selector() -> String {
         format!("cookie={:#x}/{:#x}", Self::TAG, Self::TAG_MASK)

@@ -791,7 +791,7 @@ impl Profile {
     }
 }
 
-const OWN: &str = "vmguard itself (incl. process start/exit)";
+const OWN: &str = "vmguard itself (incl. process start/exit and OVSDB over its socket)";
 
 /// Runs `cmd` under `strace -f` (execve/exit_group only, seccomp-filtered: the traced program
 /// runs at full speed between those events) and attributes its wall time.
