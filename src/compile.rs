@@ -136,12 +136,15 @@ pub fn interface_flows(
             ns().in_port(port),
             goto(Table::ToUplinks),
         );
-        e.pass(
-            Table::NdSteer,
-            prio::OWNER,
-            ns(),
-            vec![Action::Output(port)],
-        );
+        match mode {
+            ArpMode::Direct => e.pass(
+                Table::NdSteer,
+                prio::OWNER,
+                ns(),
+                vec![Action::Output(port)],
+            ),
+            ArpMode::Responder => nd_responder(&mut e, *ip, mac, port),
+        }
     }
 
     // Table l2_forward: unicast to this MAC goes straight to the port, without NORMAL's learning.
@@ -152,6 +155,48 @@ pub fn interface_flows(
         vec![Action::Output(port)],
     );
     e.flows
+}
+
+/// Responder mode, one owned IPv6 address: a multicast NS for it is answered by the switch
+/// with the NA its owner would send; the owner gets only what the switch must not answer.
+fn nd_responder(e: &mut Emitter, ip: Ipv6Addr, mac: MacAddr, port: OfPort) {
+    let ns = || M::new().icmp6().icmp_type(ICMP6_NS).nd_target(ip);
+    // DAD from `::` (from an uplink; a VM's own DAD went to the uplinks above): the owner must
+    // see it to defend its address.
+    e.pass(
+        Table::NdSteer,
+        prio::OWNER_PROBE,
+        ns().ipv6_src(Ipv6Addr::UNSPECIFIED),
+        vec![Action::Output(port)],
+    );
+    // Without a source link-layer option there is no option to turn into the target's (OVS
+    // would write past the message).
+    e.pass(
+        Table::NdSteer,
+        prio::OWNER_UNANSWERABLE,
+        ns().nd_sll(MacAddr::ZERO),
+        vec![Action::Output(port)],
+    );
+    // Fragmented ND is invalid (RFC 6980) and cannot be rewritten whole: the owner gets it,
+    // as in direct mode.
+    e.pass(
+        Table::NdSteer,
+        prio::OWNER,
+        ns().nw_frag(Frag::No),
+        vec![Action::NdAdvert(mac, ip), Action::Goto(Table::NdAnswer)],
+    );
+    e.pass(
+        Table::NdSteer,
+        prio::ALLOW,
+        ns(),
+        vec![Action::Output(port)],
+    );
+    e.pass(
+        Table::NdAnswer,
+        prio::OWNER,
+        M::new().icmp6().icmp_type(ICMP6_NA).nd_target(ip),
+        vec![Action::SetNdTll(mac), Action::InPort],
+    );
 }
 
 /// Table source_guard: owned L3 sources and ARP/RARP senders, plus the unspecified-source

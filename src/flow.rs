@@ -16,6 +16,8 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
+/// The NA flags word of an answered solicitation: Solicited and Override set, Router clear.
+const ND_ADVERT_FLAGS: u32 = 0x6000_0000;
 
 /// A match field, in the order OVS prints them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,6 +91,12 @@ pub enum Action {
     SetReg0(u32),
     /// The ARP responder's rewrite of a request into a reply from `mac`/`ip`.
     ArpReply(MacAddr, Ipv4Addr),
+    /// The ND responder's rewrite of a solicitation into a solicited, overriding advertisement
+    /// from `mac`/`ip` (hop limit 255, the option turned into a target link-layer address
+    /// option); [`Action::SetNdTll`] fills that option in the next table.
+    NdAdvert(MacAddr, Ipv6Addr),
+    /// Sets the target link-layer address option of an NA.
+    SetNdTll(MacAddr),
 }
 
 /// One OpenFlow flow as vmguard installs it.
@@ -340,6 +348,16 @@ impl Flow {
                      move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],\
                      set_field:{mac}->arp_sha,set_field:{ip}->arp_spa,IN_PORT"
                 ),
+                // OVS prints nd_reserved in decimal: R=0, S=1, O=1 is 0x60000000.
+                Action::NdAdvert(mac, ip) => write!(
+                    out,
+                    "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{mac}->eth_src,\
+                     move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[],set_field:{ip}->ipv6_src,\
+                     set_field:255->nw_ttl,set_field:136->icmpv6_type,\
+                     set_field:{}->nd_reserved,set_field:2->nd_options_type",
+                    ND_ADVERT_FLAGS
+                ),
+                Action::SetNdTll(mac) => write!(out, "set_field:{mac}->nd_tll"),
             }
             .expect("writing to a String cannot fail");
         }

@@ -22,8 +22,13 @@ pub enum Table {
     /// Compares arp_spa with arp_tpa nibble by nibble (OpenFlow cannot compare two fields):
     /// a gratuitous request is flooded, any other request for an unowned address goes to uplinks.
     GarpCheck = 45,
-    /// NS steering: multicast solicitations go to the target's owner, else to the uplinks.
+    /// NS steering: multicast solicitations go to the target's owner (or, in responder mode,
+    /// are turned into the owner's advertisement), else to the uplinks.
     NdSteer = 50,
+    /// Responder mode only: completes the advertisement `nd_steer` built from a solicitation
+    /// (sets the target link-layer address, which OVS lets a flow set only on a packet it
+    /// matches as an NA) and sends it back out of the ingress port.
+    NdAnswer = 55,
     /// Ordinary L2 forwarding: unicast to a guarded VM's MAC goes straight to its port, the
     /// rest to OVS's NORMAL switching.
     L2Forward = 60,
@@ -32,7 +37,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::PortGuard,
         Table::EthertypeGuard,
         Table::SourceGuard,
@@ -40,6 +45,7 @@ impl Table {
         Table::ArpSteer,
         Table::GarpCheck,
         Table::NdSteer,
+        Table::NdAnswer,
         Table::L2Forward,
         Table::ToUplinks,
     ];
@@ -61,6 +67,7 @@ impl Table {
             Table::ArpSteer => "arp_steer",
             Table::GarpCheck => "garp_check",
             Table::NdSteer => "nd_steer",
+            Table::NdAnswer => "nd_answer",
             Table::L2Forward => "l2_forward",
             Table::ToUplinks => "to_uplinks",
         }
@@ -85,7 +92,11 @@ pub mod prio {
     pub const ND_DROP: u16 = 190;
     /// Owner-specific allow/steer flows.
     pub const OWNER: u16 = 200;
-    /// Responder mode: probes from uplinks go to the owner instead of being answered.
+    /// Responder mode: solicitations the switch cannot answer (no source link-layer address
+    /// option) go to the owner.
+    pub const OWNER_UNANSWERABLE: u16 = 240;
+    /// Responder mode: probes (ARP from 0.0.0.0, DAD from `::`) go to the owner instead of
+    /// being answered.
     pub const OWNER_PROBE: u16 = 250;
     /// A VM's requests for its own addresses (gratuitous ARP, DAD) go to the uplinks.
     pub const SELF_TARGET: u16 = 300;

@@ -53,6 +53,7 @@ const B_STABLE_LLA: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x1c2d, 0x3e4f, 0x
 
 const C_MAC: Mac = [0x52, 0x54, 0, 0, 0, 0x0c];
 const C4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 13);
+const C_LLA: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe00, 0xc);
 
 const GW_MAC: Mac = [0x52, 0x54, 0, 0xff, 0xff, 0x01];
 const GW4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -305,14 +306,47 @@ fn arp_answer(asker: Mac, asker_ip: Ipv4Addr, owner: Mac, ip: Ipv4Addr) -> Frame
     arp_frame(asker, owner, ArpOp::Reply, (owner, ip), (asker, asker_ip))
 }
 
+/// The NA a responder must send to an NS from `asker`/`asker_ip` for `owner`'s `ip`: what the
+/// owner's kernel sends — solicited and override set, router clear, hop limit 255, TLL option.
+fn nd_answer(asker: Mac, asker_ip: Ipv6Addr, owner: Mac, ip: Ipv6Addr) -> Frame {
+    icmp6(
+        owner,
+        asker,
+        ip,
+        asker_ip,
+        136,
+        &fr::nd_na_body(ip, 0x60, Some(owner)),
+    )
+}
+
+/// The first fragment of an NS for `target` from the gateway, its SLL option in the second
+/// (RFC 6980 forbids this; OVS still sees the first fragment's ICMPv6 fields).
+fn ns_first_fragment(target: Ipv6Addr) -> Frame {
+    let group = fr::solicited_node(target);
+    let h = Ipv6 {
+        src: GW6,
+        dst: group,
+        next_header: fr::IPPROTO_FRAGMENT,
+        hop_limit: 255,
+    };
+    let msg = fr::icmpv6(GW6, group, 135, 0, &fr::nd_ns_body(target, Some(GW_MAC)));
+    let packet = fr::ipv6_fragments(&h, fr::IPPROTO_ICMPV6, &msg, 24, 7).remove(0);
+    fr::ethernet(
+        fr::ipv6_multicast_mac(group),
+        GW_MAC,
+        fr::ETHERTYPE_IPV6,
+        &packet,
+    )
+}
+
 // ---- cases -------------------------------------------------------------------------------------
 
 /// What must happen to a frame.
 enum Verdict {
     /// It leaves through exactly these ports.
     To(&'static [&'static str]),
-    /// The switch answers it: exactly one frame, out of the ingress port, equal to this ARP
-    /// reply (Ethernet + ARP header; padding not compared).
+    /// The switch answers it: exactly one frame, out of the ingress port, that starts with this
+    /// ARP reply or NA (padding after it not compared).
     Answered(Frame),
     /// It leaves through no port, counted by a vmguard drop flow of this reason whose cookie
     /// carries the ingress VM's key (key 0 for `Unguarded`).
@@ -341,6 +375,7 @@ fn case(label: impl Into<String>, port: &'static str, frame: Frame, verdict: Ver
 #[rustfmt::skip] // a table: one case per entry
 fn delivered(mode: ArpMode) -> Vec<Case> {
     // ARP requests for a VM's address: to its owner only, or answered by the switch.
+    // The same for multicast NS with a source link-layer option.
     let owner_or_answer = |owner: &'static [&'static str], answer: Frame| match mode {
         ArpMode::Direct => To(owner),
         ArpMode::Responder => Answered(answer),
@@ -437,14 +472,19 @@ fn delivered(mode: ArpMode) -> Vec<Case> {
     v.extend([
         case("unsolicited NA to ff02::1", "vnetA",
             na(A_MAC, ZERO_MAC, A_LLA, ALL_NODES, A6, Some(A_MAC)), To(FLOOD_FROM_A)),
-        // 9: NS steering.
-        case("NS for B's global, SLL=A", "vnetA", ns_mcast(A_MAC, A_LLA, B6, Some(A_MAC)), To(&["vnetB"])),
-        case("NS for B's global, no SLL", "vnetA", ns_mcast(A_MAC, A_LLA, B6, None), To(&["vnetB"])),
-        case("NS from A's global for B's global", "vnetA",
-            ns_mcast(A_MAC, A6, B6, Some(A_MAC)), To(&["vnetB"])),
-        case("NS for B's non-EUI LLA", "vnetA",
-            ns_mcast(A_MAC, A_LLA, B_STABLE_LLA, Some(A_MAC)), To(&["vnetB"])),
-        case("NS for B's EUI-64 LLA", "vnetA", ns_mcast(A_MAC, A_LLA, B_LLA, Some(A_MAC)), To(&["vnetB"])),
+        // 9: NS steering (answered by the switch in responder mode when it can be).
+        case("NS for B's global, SLL=A", "vnetA", ns_mcast(A_MAC, A_LLA, B6, Some(A_MAC)),
+            owner_or_answer(&["vnetB"], nd_answer(A_MAC, A_LLA, B_MAC, B6))),
+        case("NS for B's global, no SLL (nothing to answer with)", "vnetA",
+            ns_mcast(A_MAC, A_LLA, B6, None), To(&["vnetB"])),
+        case("NS from A's global for B's global", "vnetA", ns_mcast(A_MAC, A6, B6, Some(A_MAC)),
+            owner_or_answer(&["vnetB"], nd_answer(A_MAC, A6, B_MAC, B6))),
+        case("NS for B's non-EUI LLA", "vnetA", ns_mcast(A_MAC, A_LLA, B_STABLE_LLA, Some(A_MAC)),
+            owner_or_answer(&["vnetB"], nd_answer(A_MAC, A_LLA, B_MAC, B_STABLE_LLA))),
+        case("NS for B's EUI-64 LLA", "vnetA", ns_mcast(A_MAC, A_LLA, B_LLA, Some(A_MAC)),
+            owner_or_answer(&["vnetB"], nd_answer(A_MAC, A_LLA, B_MAC, B_LLA))),
+        case("NS from C for A's global", "vnetC", ns_mcast(C_MAC, C_LLA, A6, Some(C_MAC)),
+            owner_or_answer(&["vnetA"], nd_answer(C_MAC, C_LLA, A_MAC, A6))),
         case("NS for the gateway fe80::1", "vnetA",
             ns_mcast(A_MAC, A_LLA, GW6, Some(A_MAC)), To(&["upstream"])),
         case("unicast NS to B's MAC", "vnetA", ns(A_MAC, B_MAC, A_LLA, B6, B6, Some(A_MAC)), To(&["vnetB"])),
@@ -463,10 +503,19 @@ fn delivered(mode: ArpMode) -> Vec<Case> {
             ip6(GW_MAC, ZERO_MAC, GW6, ALL_NODES, IPPROTO_ICMPV6, &ra_msg(GW6, GW_MAC)), To(FLOOD_FROM_UPSTREAM)),
         case("upstream: DHCPv4 OFFER 10.0.0.1:67 -> A:68", "upstream",
             udp4_with(A_MAC, GW_MAC, GW4, A4, (67, 68), &offer), To(&["vnetA"])),
-        case("upstream: multicast NS for A's global", "upstream",
-            ns_mcast(GW_MAC, GW6, A6, Some(GW_MAC)), To(&["vnetA"])),
+        case("upstream: multicast NS for A's global", "upstream", ns_mcast(GW_MAC, GW6, A6, Some(GW_MAC)),
+            owner_or_answer(&["vnetA"], nd_answer(GW_MAC, GW6, A_MAC, A6))),
         case("upstream: multicast NS for B's non-EUI LLA", "upstream",
-            ns_mcast(GW_MAC, GW6, B_STABLE_LLA, Some(GW_MAC)), To(&["vnetB"])),
+            ns_mcast(GW_MAC, GW6, B_STABLE_LLA, Some(GW_MAC)),
+            owner_or_answer(&["vnetB"], nd_answer(GW_MAC, GW6, B_MAC, B_STABLE_LLA))),
+        case("upstream: multicast NS for A's global, no SLL", "upstream",
+            ns_mcast(GW_MAC, GW6, A6, None), To(&["vnetA"])),
+        // A host on the uplink probing (DAD) for A's address: A must see it to defend it.
+        case("upstream: DAD NS from :: for A's global", "upstream", dad(GW_MAC, A6), To(&["vnetA"])),
+        case("upstream: DAD NS from :: for A's global with an SLL option", "upstream",
+            ns_mcast(GW_MAC, UNSPEC6, A6, Some(GW_MAC)), To(&["vnetA"])),
+        case("upstream: NS for A's global, first fragment", "upstream", ns_first_fragment(A6),
+            To(&["vnetA"])),
         case("upstream: multicast NS for an unowned target", "upstream",
             ns_mcast(GW_MAC, GW6, NOBODY6, Some(GW_MAC)), To(NOWHERE)),
         // 11: QEMU announce-self.
@@ -698,9 +747,9 @@ fn run_case(ovs: &Ovs, keys: &BTreeMap<&str, u64>, c: &Case) -> Result<(), Strin
         Answered(reply) => {
             let out = expect(ovs, c.port, &c.frame, &names(&[c.port]), &c.label)?;
             let sent = &out[c.port];
-            let want = &reply.hex()[..84]; // Ethernet (14) + ARP (28) bytes
+            let want = reply.hex();
             match sent.as_slice() {
-                [one] if one.len() >= 84 && &one[..84] == want => Ok(()),
+                [one] if one.starts_with(&want) => Ok(()),
                 _ => Err(format!(
                     "{} (from {}): answer {sent:?}, expected one frame starting {want}\n{}",
                     c.label,

@@ -94,4 +94,15 @@ fn quick_benchmark_produces_every_figure() {
         text.contains("30 VMs (NORMAL / direct / responder) | 29 / "),
         "the NORMAL bridge did not flood to the 29 other VM ports; the counting is broken:\n{text}"
     );
+    // …and vmguard steers: the owner only (direct), no VM at all (responder), ARP and NS alike.
+    for what in ["broadcast ARP request", "multicast NS"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| 4 |") && l.contains(what))
+            .unwrap_or_default();
+        assert!(
+            row.contains("| 29 / 1 / 0 |"),
+            "{what}: fan-out is not 29 / 1 / 0 ({row:?}):\n{text}"
+        );
+    }
 }

@@ -222,15 +222,32 @@ fn every_golden_file_belongs_to_a_case() {
 }
 
 #[test]
-fn responder_mode_differs_from_direct_only_in_arp_steering() {
-    // Guards the golden files themselves: the modes must differ, and only in table 40.
+fn responder_mode_differs_from_direct_only_in_arp_and_nd_steering() {
+    // Guards the golden files themselves: the modes must differ, and only in arp_steer (40),
+    // nd_steer (50) and nd_answer (55), which only the responder uses.
     let args = example_args(&root().join("examples/one-nic.xml"));
     let direct = flows("direct", &args);
     let responder = flows("responder", &args);
     let diff = line_diff(&direct, &responder);
     assert_ne!(direct, responder);
+    for table in [" table=40,", " table=50,", " table=55,"] {
+        assert!(
+            diff.lines()
+                .any(|l| l.starts_with('+') && l.contains(table)),
+            "the responder adds nothing to{table}\n{diff}"
+        );
+    }
     for line in diff.lines() {
-        assert!(line.contains(" table=40,"), "outside arp_steer: {line}");
+        assert!(
+            [" table=40,", " table=50,", " table=55,"]
+                .iter()
+                .any(|t| line.contains(t)),
+            "outside arp_steer, nd_steer and nd_answer: {line}"
+        );
+        assert!(
+            !line.contains(" table=55,") || line.starts_with('+'),
+            "direct mode has nd_answer flows: {line}"
+        );
     }
 }
 

@@ -72,11 +72,13 @@ fn lab_run_holds_in_both_arp_modes_and_leaves_nothing() {
                 "arp_mode={mode}: no blocked row for {attack:?}\n{report}"
             );
         }
-        assert!(
-            stdout.contains(&format!("ARP fan-out with vmguard ({mode})"))
-                && stdout.contains("ARP fan-out on a plain NORMAL bridge"),
-            "arp_mode={mode}: the fan-out rows are missing\n{report}"
-        );
+        for what in ["ARP", "NS"] {
+            assert!(
+                stdout.contains(&format!("{what} fan-out with vmguard ({mode})"))
+                    && stdout.contains(&format!("{what} fan-out on a plain NORMAL bridge")),
+                "arp_mode={mode}: the {what} fan-out rows are missing\n{report}"
+            );
+        }
         let summary = stdout
             .lines()
             .find(|l| l.starts_with("lab: ") && l.contains(" passed, "))

@@ -2454,7 +2454,7 @@ fn render(set: &Settings, res: &Results) -> String {
             "| 4 | VM ports reached by one multicast NS, {} VMs (NORMAL / direct / responder) | {} | — | — | {goal} | {} |",
             f.n,
             ns,
-            verdict(Some(ns == goal)).replace("missed", "differs")
+            verdict(Some(ns == goal))
         );
     }
     if let Some(d) = &res.dataplane {
@@ -2809,8 +2809,8 @@ fn render(set: &Settings, res: &Results) -> String {
         }
         let _ = writeln!(
             w,
-            "\nGoal {} / 1 / 0 (NORMAL / direct / responder). vmguard has no ND responder: in both ARP \
-             modes an NS goes to the owner only (1).",
+            "\nGoal {} / 1 / 0 (NORMAL / direct / responder). In responder mode the switch answers \
+             both itself, out of the sender's port (listed as a reply to the sender).",
             f.n - 1
         );
         for n in &f.notes {

@@ -22,18 +22,22 @@ pub fn run(lab: &mut Lab) -> Result<Vec<Row>> {
         to: SystemTime::now(),
     };
     let mut rows = steering(lab, guarded)?;
-    rows.push(fanout(lab, Some(lab.topo.arp_mode))?);
+    let mode = Some(lab.topo.arp_mode);
+    rows.push(fanout(lab, mode, Ask::Arp)?);
+    rows.push(fanout(lab, mode, Ask::Nd)?);
     progress("replacing the bridge's flows with one NORMAL flow: fan-out and control attacks without vmguard");
     lab.ofctl(&["del-flows", BRIDGE])?;
     lab.ofctl(&["add-flow", BRIDGE, "priority=0,actions=NORMAL"])?;
-    rows.push(fanout(lab, None)?);
+    rows.push(fanout(lab, None, Ask::Arp)?);
+    rows.push(fanout(lab, None, Ask::Nd)?);
     rows.extend(controls(lab)?);
     Ok(rows)
 }
 
 /// D5 and D9 over everything the VMs received while guarded: a broadcast ARP request reaches
 /// a VM only if it owns the target (direct mode; in responder mode only probes), or it is
-/// gratuitous; a multicast NS for a VM's address reaches only that VM, a DAD NS none.
+/// gratuitous; a multicast NS for a VM's address reaches only that VM (in responder mode only
+/// if it has no source link-layer option to answer), a DAD NS none.
 fn steering(lab: &Lab, w: Window) -> Result<Vec<Row>> {
     let (mut arp_seen, mut arp_bad, mut ns_seen, mut ns_bad) = (0, Vec::new(), 0, Vec::new());
     for vm in &lab.topo.vms {
@@ -65,7 +69,7 @@ fn steering(lab: &Lab, w: Window) -> Result<Vec<Row>> {
                     L4::Icmp6 {
                         kind: 135,
                         target: Some(t),
-                        ..
+                        lla,
                     },
                 ..
             } = &f.net
@@ -75,10 +79,16 @@ fn steering(lab: &Lab, w: Window) -> Result<Vec<Row>> {
                     continue;
                 }
                 ns_seen += 1;
+                let has_sll = lla.is_some_and(|m| m != MacAddr::ZERO);
                 if src.is_unspecified() {
                     ns_bad.push(format!("{} got a DAD NS for {t}", vm.name()));
                 } else if let Some(o) = owner.filter(|o| o.index != vm.index) {
                     ns_bad.push(format!("{} got an NS for {t} of {}", vm.name(), o.name()));
+                } else if lab.topo.arp_mode == ArpMode::Responder && has_sll {
+                    ns_bad.push(format!(
+                        "{} got an NS for its {t} that the switch should have answered",
+                        vm.name()
+                    ));
                 }
             }
         }
@@ -102,8 +112,15 @@ fn steering(lab: &Lab, w: Window) -> Result<Vec<Row>> {
             format!("{arp_seen} broadcast requests reached VMs (probes for their own address only)")
         }
     };
-    let ns_ok =
-        format!("{ns_seen} multicast NS for VM addresses reached only their owner; DAD NS no VM");
+    let ns_ok = match lab.topo.arp_mode {
+        ArpMode::Direct => format!(
+            "{ns_seen} multicast NS for VM addresses reached only their owner; DAD NS no VM"
+        ),
+        ArpMode::Responder => format!(
+            "{ns_seen} multicast NS for VM addresses reached only their owner, none the switch \
+             could answer; DAD NS no VM"
+        ),
+    };
     Ok(vec![
         Row::new(
             "D5",
@@ -122,30 +139,63 @@ fn steering(lab: &Lab, w: Window) -> Result<Vec<Row>> {
     ])
 }
 
-/// How many VMs see one broadcast ARP request from the first VM for the second VM's address:
-/// with vmguard in `mode`, or (`None`) with the bridge in plain NORMAL mode.
-fn fanout(lab: &mut Lab, mode: Option<ArpMode>) -> Result<Row> {
+/// What the fan-out rows send from the first VM for the second VM's address.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// A broadcast ARP request (`arping`).
+    Arp,
+    /// A multicast NS with a source link-layer option: what the kernel sends when `ping -6`
+    /// finds no neighbor entry.
+    Nd,
+}
+
+/// How many VMs see one broadcast ARP request / multicast NS from the first VM for the second
+/// VM's address: with vmguard in `mode`, or (`None`) with the bridge in plain NORMAL mode.
+fn fanout(lab: &mut Lab, mode: Option<ArpMode>, ask: Ask) -> Result<Row> {
     let (from, to) = (lab.topo.vms[0].clone(), lab.topo.vms[1].clone());
-    let line = format!("arping -c 1 -w 1 -i {GUEST_IF} {}", to.dhcp_v4);
+    let (what, target, line) = match ask {
+        Ask::Arp => (
+            "ARP",
+            IpAddr::from(to.dhcp_v4),
+            format!("arping -c 1 -w 1 -i {GUEST_IF} {}", to.dhcp_v4),
+        ),
+        Ask::Nd => (
+            "NS",
+            IpAddr::from(to.slaac_v6),
+            format!("ping -6 -c 1 -W 1 -I {GUEST_IF} {}", to.slaac_v6),
+        ),
+    };
+    if let Ask::Nd = ask {
+        // No entry, so the kernel solicits before it pings.
+        let flush = format!("ip -6 neigh flush to {} dev {GUEST_IF}", to.slaac_v6);
+        lab.sh_ok(&from.netns, &flush)?;
+    }
     let (answered, w) = lab.window(|lab| Ok(lab.sh(&from.netns, &line)?.status.success()))?;
-    let request = |f: &Frame| {
-        f.dst == MacAddr::BROADCAST
-            && f.arp()
-                .is_some_and(|a| a.op == 1 && a.sha == from.mac && a.tpa == to.dhcp_v4)
+    let request = |f: &Frame| match ask {
+        Ask::Arp => {
+            f.dst == MacAddr::BROADCAST
+                && f.arp()
+                    .is_some_and(|a| a.op == 1 && a.sha == from.mac && a.tpa == to.dhcp_v4)
+        }
+        Ask::Nd => {
+            f.src == from.mac
+                && f.dst.is_multicast()
+                && f.icmp6()
+                    .is_some_and(|(k, t, _)| k == 135 && t == Some(to.slaac_v6))
+        }
     };
     let seen = lab.vms_receiving(w, &request)?;
     let uplink = lab.received(GATEWAY_NS, w, &request)? > 0;
-    let (label, expected) = match mode {
-        Some(ArpMode::Direct) => ("ARP fan-out with vmguard (direct)", vec![to.name()]),
-        Some(ArpMode::Responder) => ("ARP fan-out with vmguard (responder)", Vec::new()),
+    let (how, expected) = match mode {
+        Some(ArpMode::Direct) => ("with vmguard (direct)", vec![to.name()]),
+        Some(ArpMode::Responder) => ("with vmguard (responder)", Vec::new()),
         None => (
-            "ARP fan-out on a plain NORMAL bridge (flows replaced)",
+            "on a plain NORMAL bridge (flows replaced)",
             lab.topo.vms[1..].iter().map(Vm::name).collect(),
         ),
     };
     let text = format!(
-        "arping {} from {}: {} of {} other VMs saw it [{}], uplink {}, {}",
-        to.dhcp_v4,
+        "{what} for {target} from {}: {} of {} other VMs saw it [{}], uplink {}, {}",
         from.name(),
         seen.len(),
         lab.topo.vms.len() - 1,
@@ -154,9 +204,13 @@ fn fanout(lab: &mut Lab, mode: Option<ArpMode>) -> Result<Row> {
         if answered { "answered" } else { "unanswered" }
     );
     let ok = seen == expected && answered && uplink == mode.is_none();
+    let spec = match ask {
+        Ask::Arp => "D5",
+        Ask::Nd => "D9",
+    };
     Ok(Row::new(
-        "D5",
-        label,
+        spec,
+        format!("{what} fan-out {how}"),
         from.name(),
         Expect::Measured,
         if ok { Ok(text) } else { Err(text) },

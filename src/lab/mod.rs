@@ -87,7 +87,7 @@ pub fn run(opts: &LabOptions) -> Result<bool> {
     let mut rows = legit::run(&mut lab)?;
     progress("attacks from the attacker VM");
     rows.extend(attacks::run(&mut lab)?);
-    progress("ARP fan-out, with vmguard and on a plain NORMAL bridge");
+    progress("ARP and NS fan-out, with vmguard and on a plain NORMAL bridge");
     rows.extend(fanout::run(&mut lab)?);
     rows.extend(lifecycle::run(&mut lab)?);
     lab.caps.stop(&mut lab.host);
