@@ -824,12 +824,21 @@ impl<'a> Guard<'a> {
         Ok(SyncOutcome { plan, failed })
     }
 
-    /// Every vmguard flow on the bridge, by interface key (one dump).
+    /// Every vmguard flow on the bridge, by interface key (one dump, skipped when a count over
+    /// OpenFlow finds none: a fresh or restarted switch).
     fn installed_by_key(&self) -> Result<BTreeMap<IfaceKey, Vec<DumpedFlow>>, GuardError> {
+        let ctx = || format!("bridge {}: cannot read flows", self.bridge());
+        let n = self
+            .ovs
+            .count_flows(self.bridge(), Cookie::TAG, Cookie::TAG_MASK)
+            .map_err(self.ovs_err(ctx()))?;
+        if n == 0 {
+            return Ok(BTreeMap::new());
+        }
         let all = self
             .ovs
             .dump_flows(self.bridge(), &Cookie::tag_selector())
-            .map_err(self.ovs_err(format!("bridge {}: cannot read flows", self.bridge())))?;
+            .map_err(self.ovs_err(ctx()))?;
         let mut out: BTreeMap<IfaceKey, Vec<DumpedFlow>> = BTreeMap::new();
         for f in all {
             if let Some(c) = Cookie::decode(f.key.cookie) {

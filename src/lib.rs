@@ -7,6 +7,7 @@ pub mod engine;
 pub mod flow;
 pub mod frames;
 pub mod model;
+pub mod openflow;
 pub mod ovs;
 pub mod pipeline;
 pub mod provision;

@@ -1,5 +1,6 @@
-//! Every call of `ovs-vsctl`, `ovs-ofctl` and `ovs-appctl`, and every OVSDB transaction: the only
-//! place vmguard touches the switch. Errors keep the argv, the exit status and OVS's stderr.
+//! Every call of `ovs-vsctl`, `ovs-ofctl` and `ovs-appctl`, every OVSDB transaction and every
+//! OpenFlow request vmguard sends itself ([`crate::openflow`]): the only place vmguard touches
+//! the switch. Errors keep the argv, the exit status and OVS's stderr.
 //!
 //! Rows are read and records written as OVSDB transactions on ovsdb-server's socket (RFC 7047),
 //! not with ovs-vsctl: ovs-vsctl fetches every Bridge, Port and Interface row before it runs a
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::flow::{DumpedFlow, FlowKey};
 use crate::model::{OfPort, PortName};
+use crate::openflow::Connection;
 
 /// OVS's compiled-in run directory, used when neither `OVS_RUNDIR` nor the config names one.
 pub const DEFAULT_RUNDIR: &str = "/var/run/openvswitch";
@@ -52,6 +54,8 @@ pub enum OvsError {
         what: String,
         problem: String,
     },
+    #[error(transparent)]
+    OpenFlow(#[from] crate::openflow::OfError),
     #[error("cannot lock {path}")]
     Lock {
         path: PathBuf,
@@ -460,12 +464,24 @@ impl Ovs {
         self.appctl(&["revalidator/wait"]).map(drop)
     }
 
+    /// An OpenFlow connection to `bridge`'s management socket (what `ovs-ofctl BRIDGE` uses).
+    fn openflow(&self, bridge: &str) -> Result<Connection, OvsError> {
+        let path = self.rundir().join(format!("{bridge}.mgmt"));
+        Ok(Connection::open(&path)?)
+    }
+
+    /// The fragment mode, as `ovs-ofctl get-frags` names it.
     pub fn get_frags(&self, bridge: &str) -> Result<String, OvsError> {
-        Ok(self.ofctl(&["get-frags", bridge], None)?.trim().to_string())
+        Ok(self.openflow(bridge)?.get_frags()?.to_string())
     }
 
     pub fn set_frags(&self, bridge: &str, mode: &str) -> Result<(), OvsError> {
-        self.ofctl(&["set-frags", bridge, mode], None).map(drop)
+        Ok(self.openflow(bridge)?.set_frags(mode)?)
+    }
+
+    /// How many flows of `bridge` have `cookie & mask == value & mask`.
+    pub fn count_flows(&self, bridge: &str, value: u64, mask: u64) -> Result<u32, OvsError> {
+        Ok(self.openflow(bridge)?.count_flows(value, mask)?)
     }
 }
 
