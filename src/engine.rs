@@ -27,6 +27,8 @@ pub const NETDEV_WARNING: &str = "the bridge uses the userspace datapath (datapa
 
 /// Prefix of the Bridge external_ids keys that record each guarded interface.
 pub const RECORD_PREFIX: &str = "vmguard-if-";
+/// Bridge external_ids key holding [`base_digest`] of the base flows last installed in full.
+pub const BASE_RECORD: &str = "vmguard-base";
 
 #[derive(Debug, Error)]
 pub enum GuardError {
@@ -121,6 +123,18 @@ pub fn records(row: &BridgeRow) -> (BTreeMap<IfaceKey, Record>, Vec<String>) {
         }
     }
     (out, bad)
+}
+
+/// A digest of a flow set (FNV-1a over the flows' text, sorted), stable across builds.
+pub fn base_digest(flows: &[Flow]) -> String {
+    let mut lines: Vec<String> = flows.iter().map(|f| f.to_string()).collect();
+    lines.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in lines.join("\n").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{}:{h:016x}", flows.len())
 }
 
 fn record_id(key: IfaceKey) -> String {
@@ -485,6 +499,76 @@ impl<'a> Guard<'a> {
         Ok(())
     }
 
+    /// The hook's fragment-mode and base-flow check without a dump (which makes OVS scan every
+    /// flow of the bridge): one OpenFlow round trip reads the fragment mode and counts the base
+    /// flows by their exact cookies; when the counts and the digest recorded with the last full
+    /// check match what `uplinks` give, the base is intact. Otherwise, a full dump and diff.
+    fn checked_base_plan(
+        &self,
+        row: &BridgeRow,
+        uplinks: &[OfPort],
+        plan: &mut Plan,
+    ) -> Result<(), GuardError> {
+        let desired = base_flows(uplinks);
+        let mut expected: BTreeMap<u64, u32> = BTreeMap::new();
+        for f in &desired {
+            *expected.entry(f.cookie.raw()).or_default() += 1;
+        }
+        let cookies: Vec<u64> = expected.keys().copied().collect();
+        let ctx = format!(
+            "bridge {}: cannot read the fragment mode and flows",
+            self.bridge()
+        );
+        let (mode, counts) = self
+            .ovs
+            .frags_and_counts(self.bridge(), &cookies)
+            .map_err(self.ovs_err(ctx))?;
+        if mode != FRAG_MODE {
+            plan.frag_mode = Some(FRAG_MODE);
+        }
+        let digest = base_digest(&desired);
+        let intact = row.external_ids.get(BASE_RECORD) == Some(&digest)
+            && counts.iter().eq(expected.values());
+        if !intact {
+            self.base_plan(uplinks, plan)?;
+            Self::record_base(row, &digest, plan);
+        }
+        Ok(())
+    }
+
+    /// Records the digest of the base flows a plan leaves on the bridge, if it changed.
+    fn record_base(row: &BridgeRow, digest: &str, plan: &mut Plan) {
+        if row.external_ids.get(BASE_RECORD).map(String::as_str) != Some(digest) {
+            plan.records_set
+                .push((BASE_RECORD.to_string(), digest.to_string()));
+        }
+    }
+
+    /// Deletes every flow of `keys` by exact cookie (one per reason: OVS finds them through its
+    /// cookie index, where a masked cookie makes it scan every flow), counting them first over
+    /// OpenFlow in one round trip.
+    fn clear_keys(&self, keys: &[IfaceKey], plan: &mut Plan, ctx: &str) -> Result<(), GuardError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let cookies: Vec<Cookie> = keys
+            .iter()
+            .flat_map(|k| Reason::ALL.iter().map(|r| Cookie::new(*k, *r)))
+            .collect();
+        let raw: Vec<u64> = cookies.iter().map(|c| c.raw()).collect();
+        let counts = self
+            .ovs
+            .count_cookies(self.bridge(), &raw)
+            .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
+        for (cookie, n) in cookies.iter().zip(counts) {
+            if n > 0 {
+                plan.bundle.push(format!("delete {}", cookie.selector()));
+                plan.removed += n as usize;
+            }
+        }
+        Ok(())
+    }
+
     fn execute(&self, plan: &Plan, context: &str) -> Result<(), GuardError> {
         if let Some(mode) = plan.frag_mode {
             self.ovs
@@ -550,6 +634,7 @@ impl<'a> Guard<'a> {
             ));
         }
         self.base_plan(&uplinks, &mut plan)?;
+        Self::record_base(&row, &base_digest(&base_flows(&uplinks)), &mut plan);
         if !dry_run {
             self.execute(&plan, &ctx)?;
         }
@@ -683,18 +768,11 @@ impl<'a> Guard<'a> {
         if !dry_run {
             self.apply_settings(&plan)?;
         }
-        self.frag_plan(&mut plan)?;
-        self.base_plan(&uplinks, &mut plan)?;
-        for key in &stale {
-            let current = self
-                .ovs
-                .dump_flows(self.bridge(), &Cookie::owner_selector(*key))
-                .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
-            plan.bundle
-                .push(format!("delete {}", Cookie::owner_selector(*key)));
-            plan.removed += current.len();
-            plan.records_removed.push(record_id(*key));
-        }
+        self.checked_base_plan(&row, &uplinks, &mut plan)?;
+        let stale: Vec<IfaceKey> = stale.into_iter().collect();
+        self.clear_keys(&stale, &mut plan, &ctx)?;
+        plan.records_removed
+            .extend(stale.iter().map(|k| record_id(*k)));
         for d in &desired {
             if !records.contains_key(&d.key) {
                 // Not recorded, so nothing of it should be installed: clear whatever a failed
@@ -806,10 +884,9 @@ impl<'a> Guard<'a> {
         }
         self.frag_plan(&mut plan)?;
         let mut current = self.installed_by_key()?;
-        plan.diff(
-            &current.remove(&IfaceKey::BASE).unwrap_or_default(),
-            &base_flows(&uplinks),
-        );
+        let base = base_flows(&uplinks);
+        plan.diff(&current.remove(&IfaceKey::BASE).unwrap_or_default(), &base);
+        Self::record_base(&row, &base_digest(&base), &mut plan);
         for d in &desired {
             plan.diff(&current.remove(&d.key).unwrap_or_default(), &d.flows);
         }
@@ -1080,20 +1157,13 @@ impl<'a> Guard<'a> {
                 .map(|(k, _)| *k),
         );
         let mut plan = Plan::default();
-        for key in &keys {
-            let current = self
-                .ovs
-                .dump_flows(self.bridge(), &Cookie::owner_selector(*key))
-                .map_err(self.ovs_err(format!("{ctx}: cannot read flows")))?;
-            if !current.is_empty() {
-                plan.bundle
-                    .push(format!("delete {}", Cookie::owner_selector(*key)));
-                plan.removed += current.len();
-            }
-            if records.contains_key(key) {
-                plan.records_removed.push(record_id(*key));
-            }
-        }
+        let keys: Vec<IfaceKey> = keys.into_iter().collect();
+        self.clear_keys(&keys, &mut plan, &ctx)?;
+        plan.records_removed.extend(
+            keys.iter()
+                .filter(|k| records.contains_key(k))
+                .map(|k| record_id(*k)),
+        );
         if !dry_run {
             self.execute(&plan, &ctx)?;
         }

@@ -251,7 +251,7 @@ fn log_plan(
         log.warn(&format!("{subject} note: {n}"));
     }
     if dry_run {
-        print!("{}", plan.render());
+        vmguard::out!("{}", plan.render());
         return;
     }
     for (mac, ofport, key) in plan.interfaces.iter().filter(|_| per_interface) {
@@ -327,7 +327,7 @@ fn print_flows(
         };
         let key = IfaceKey::derive(&dom.uuid, iface.mac);
         for f in interface_flows(iface, key, port, cfg.arp_mode) {
-            println!("{f}");
+            vmguard::outln!("{f}");
         }
     }
     Ok(())
@@ -486,7 +486,7 @@ fn run(cli: Cli, log: &Logger) -> Result<u8> {
             let given: BTreeMap<String, OfPort> = ofports.into_iter().collect();
             if base {
                 for f in base_flows(&base_uplinks(&cfg, &ovs, &given)?) {
-                    println!("{f}");
+                    vmguard::outln!("{f}");
                 }
             } else {
                 print_flows(&cfg, &ovs, log, &xml, &given)?;
@@ -638,6 +638,7 @@ fn main() -> ExitCode {
         Logger::stderr()
     };
     match run(cli, &log) {
+        Ok(0) if vmguard::output_failed() => ExitCode::from(2),
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // One line, and the last on stderr: libvirt shows it when a hook fails.

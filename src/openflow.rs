@@ -154,8 +154,12 @@ impl Connection {
 
     /// The bridge's fragment mode, as `ovs-ofctl get-frags` names it.
     pub fn get_frags(&mut self) -> Result<&'static str, OfError> {
+        let xid = self.send("reading the fragment mode", OFPT_GET_CONFIG_REQUEST, &[])?;
+        self.read_frags(xid)
+    }
+
+    fn read_frags(&mut self, xid: u32) -> Result<&'static str, OfError> {
         let what = "reading the fragment mode";
-        let xid = self.send(what, OFPT_GET_CONFIG_REQUEST, &[])?;
         let (_, body) = self.reply(what, Some(xid), OFPT_GET_CONFIG_REPLY)?;
         let flags = body
             .get(..2)
@@ -193,23 +197,58 @@ impl Connection {
 
     /// How many flows, in all tables, have `cookie & mask == value & mask`.
     pub fn count_flows(&mut self, value: u64, mask: u64) -> Result<u32, OfError> {
+        Ok(self.count_flows_many(&[(value, mask)])?[0])
+    }
+
+    /// [`Connection::count_flows`] for each `(value, mask)`, all requests sent before the first
+    /// reply is read: one round trip to ovs-vswitchd, whose main loop serves a connection once
+    /// per pass (a pass takes longer the more ports the bridge has). With a full mask OVS finds
+    /// the flows through its cookie index, without scanning the tables.
+    pub fn count_flows_many(&mut self, selectors: &[(u64, u64)]) -> Result<Vec<u32>, OfError> {
+        self.frags_and_counts(selectors, false).map(|(_, n)| n)
+    }
+
+    /// The fragment mode (if `frags`) and [`Connection::count_flows_many`], in one round trip.
+    pub fn frags_and_counts(
+        &mut self,
+        selectors: &[(u64, u64)],
+        frags: bool,
+    ) -> Result<(Option<&'static str>, Vec<u32>), OfError> {
+        let config = if frags {
+            Some(self.send("reading the fragment mode", OFPT_GET_CONFIG_REQUEST, &[])?)
+        } else {
+            None
+        };
         let what = "counting flows";
-        let mut body = Vec::with_capacity(48);
-        body.extend(OFPMP_AGGREGATE.to_be_bytes());
-        body.extend([0u8; 6]); // flags, pad
-        body.extend([0xff, 0, 0, 0]); // table_id = all, pad
-        body.extend(u32::MAX.to_be_bytes()); // out_port = any
-        body.extend(u32::MAX.to_be_bytes()); // out_group = any
-        body.extend([0u8; 4]);
-        body.extend(value.to_be_bytes());
-        body.extend(mask.to_be_bytes());
-        body.extend([0, 1, 0, 4, 0, 0, 0, 0]); // empty OXM match, padded to 8
-        let xid = self.send(what, OFPT_MULTIPART_REQUEST, &body)?;
-        let (_, reply) = self.reply(what, Some(xid), OFPT_MULTIPART_REPLY)?;
-        // type, flags, pad (8), packet_count, byte_count (16), flow_count.
-        reply
-            .get(24..28)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| self.error(what, "short reply".into()))
+        let mut xids = Vec::with_capacity(selectors.len());
+        for (value, mask) in selectors {
+            let mut body = Vec::with_capacity(48);
+            body.extend(OFPMP_AGGREGATE.to_be_bytes());
+            body.extend([0u8; 6]); // flags, pad
+            body.extend([0xff, 0, 0, 0]); // table_id = all, pad
+            body.extend(u32::MAX.to_be_bytes()); // out_port = any
+            body.extend(u32::MAX.to_be_bytes()); // out_group = any
+            body.extend([0u8; 4]);
+            body.extend(value.to_be_bytes());
+            body.extend(mask.to_be_bytes());
+            body.extend([0, 1, 0, 4, 0, 0, 0, 0]); // empty OXM match, padded to 8
+            xids.push(self.send(what, OFPT_MULTIPART_REQUEST, &body)?);
+        }
+        // OVS answers one connection's requests in order.
+        let mode = match config {
+            Some(xid) => Some(self.read_frags(xid)?),
+            None => None,
+        };
+        let mut out = Vec::with_capacity(xids.len());
+        for xid in xids {
+            let (_, reply) = self.reply(what, Some(xid), OFPT_MULTIPART_REPLY)?;
+            // type, flags, pad (8), packet_count, byte_count (16), flow_count.
+            let n = reply
+                .get(24..28)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| self.error(what, "short reply".into()))?;
+            out.push(n);
+        }
+        Ok((mode, out))
     }
 }

@@ -483,6 +483,25 @@ impl Ovs {
     pub fn count_flows(&self, bridge: &str, value: u64, mask: u64) -> Result<u32, OvsError> {
         Ok(self.openflow(bridge)?.count_flows(value, mask)?)
     }
+
+    /// How many flows of `bridge` have each of `cookies` (exactly; OVS's cookie index), in one
+    /// round trip.
+    pub fn count_cookies(&self, bridge: &str, cookies: &[u64]) -> Result<Vec<u32>, OvsError> {
+        let selectors: Vec<(u64, u64)> = cookies.iter().map(|c| (*c, u64::MAX)).collect();
+        Ok(self.openflow(bridge)?.count_flows_many(&selectors)?)
+    }
+
+    /// The fragment mode and how many flows have each of `cookies` (exactly), over one
+    /// connection: the requests are pipelined, so the hook pays one round trip for them.
+    pub fn frags_and_counts(
+        &self,
+        bridge: &str,
+        cookies: &[u64],
+    ) -> Result<(String, Vec<u32>), OvsError> {
+        let selectors: Vec<(u64, u64)> = cookies.iter().map(|c| (*c, u64::MAX)).collect();
+        let (mode, counts) = self.openflow(bridge)?.frags_and_counts(&selectors, true)?;
+        Ok((mode.unwrap_or_default().to_string(), counts))
+    }
 }
 
 /// How long vmguard waits for ovsdb-server, as for the tools (`--timeout=10`).

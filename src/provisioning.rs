@@ -53,11 +53,11 @@ pub fn create(cfg: &Config, log: &Logger, args: CreateArgs) -> Result<u8> {
     let vms = pv::create(&virsh, lock, pool, cfg.bridge.as_str(), &req, dry_run)?;
     let rows: Vec<_> = vms.iter().flat_map(|v| v.rows()).collect();
     if dry_run {
-        vms.iter().for_each(|v| print!("{}", v.xml));
+        vms.iter().for_each(|v| vmguard::out!("{}", v.xml));
         eprint!("{}", render::table(&rows));
         return Ok(0);
     }
-    print!("{}", render::table(&rows));
+    vmguard::out!("{}", render::table(&rows));
     let mut not_started = Vec::new();
     for vm in vms.iter().filter(|_| start) {
         match virsh.start(&vm.name) {
@@ -117,8 +117,8 @@ pub fn addresses(cfg: &Config, log: &Logger, json: bool) -> Result<u8> {
         log.warn(&format!("vm={vm} the hook would refuse to start it: {why}"));
     }
     match json {
-        true => print!("{}", render::json(&listing.rows)),
-        false => print!("{}", render::table(&listing.rows)),
+        true => vmguard::out!("{}", render::json(&listing.rows)),
+        false => vmguard::out!("{}", render::table(&listing.rows)),
     }
     Ok(0)
 }
@@ -140,7 +140,7 @@ pub fn dhcp_hosts(
     let rows = listing.reservable();
     let text = render::dhcp_hosts(&rows, format);
     match output {
-        None => print!("{text}"),
+        None => vmguard::out!("{text}"),
         Some(path) => {
             pv::write_atomic(&path, &text)?;
             log.info(&format!(

@@ -42,21 +42,21 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
                 })
             })
             .collect();
-        println!(
+        vmguard::outln!(
             "{}",
             json!({ "in_sync": audit.drift.is_empty(), "ok": ok, "drift": audit.drift, "ports": ports })
         );
         return ok;
     }
     if audit.drift.is_empty() {
-        println!(
+        vmguard::outln!(
             "flows: in sync ({} guarded interface(s))",
             audit.interfaces.len()
         );
     } else {
-        println!("flows: DRIFT");
+        vmguard::outln!("flows: DRIFT");
         for d in &audit.drift {
-            println!("  - {d}");
+            vmguard::outln!("  - {d}");
         }
     }
     for (i, results) in audit
@@ -65,8 +65,8 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
         .filter(|i| i.live_ofport.is_some())
         .zip(probes)
     {
-        println!();
-        println!(
+        vmguard::outln!();
+        vmguard::outln!(
             "{} {} (ofport {})",
             i.record.domain,
             i.record.mac,
@@ -74,7 +74,7 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
         );
         for p in results {
             let verdict = if p.ok { "pass" } else { "FAIL" };
-            println!(
+            vmguard::outln!(
                 "  {verdict:4}  {:55} expect {:4}  got {}",
                 p.label,
                 format!("{:?}", p.expect).to_lowercase(),
@@ -83,8 +83,8 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
         }
     }
     let total: usize = probes.iter().map(Vec::len).sum();
-    println!();
-    println!("{} passed, {} failed", total - failed, failed);
+    vmguard::outln!();
+    vmguard::outln!("{} passed, {} failed", total - failed, failed);
     ok
 }
 
@@ -120,7 +120,7 @@ pub fn status(audit: &Audit, as_json: bool) {
                 })
             })
             .collect();
-        println!("{}", json!({ "interfaces": rows, "drift": audit.drift }));
+        vmguard::outln!("{}", json!({ "interfaces": rows, "drift": audit.drift }));
         return;
     }
     let mut header = format!(
@@ -131,7 +131,7 @@ pub fn status(audit: &Audit, as_json: bool) {
         header.push_str(&format!(" {h:>8}"));
     }
     header.push_str("  ADDRESSES");
-    println!("{header}");
+    vmguard::outln!("{header}");
     for i in &audit.interfaces {
         let addrs: Vec<String> = i
             .record
@@ -161,13 +161,13 @@ pub fn status(audit: &Audit, as_json: bool) {
             ));
         }
         row.push_str(&format!("  {}", addrs.join(",")));
-        println!("{row}");
+        vmguard::outln!("{row}");
     }
     if !audit.drift.is_empty() {
-        println!();
-        println!("drift (details: `vmguard verify`; repair: `vmguard sync --libvirt`, and `vmguard init` for flows without vmguard's tag):");
+        vmguard::outln!();
+        vmguard::outln!("drift (details: `vmguard verify`; repair: `vmguard sync --libvirt`, and `vmguard init` for flows without vmguard's tag):");
         for d in &audit.drift {
-            println!("  - {d}");
+            vmguard::outln!("  - {d}");
         }
     }
 }

@@ -288,3 +288,49 @@ fn pipeline_doc_example_matches_golden_file() {
         )
     );
 }
+
+/// Output cut short by its reader (`vmguard flows | head -1`) ends quietly with exit 0; output
+/// that cannot be written (a full disk) is an error: one line on stderr, exit 2.
+#[test]
+fn a_closed_pipe_ends_output_quietly_and_a_failed_write_is_an_error() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let vg = Vmguard::new(None, "vm-switch", &["upstream"], "direct");
+    let cmd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vmguard"));
+        c.arg("--config")
+            .arg(&vg.config)
+            .args(["flows", "--base", "--ofport", "upstream=1"])
+            .env_remove("VMGUARD_CONFIG")
+            .stderr(Stdio::piped());
+        c
+    };
+
+    // The reader takes one line and closes the pipe; vmguard has many more to write.
+    let mut child = cmd().stdout(Stdio::piped()).spawn().expect("spawn vmguard");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).expect("read the first bytes");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait for vmguard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a closed pipe is not an error; stderr:\n{stderr}"
+    );
+    assert!(stderr.is_empty(), "a closed pipe printed:\n{stderr}");
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let out = cmd().stdout(full).output().expect("run vmguard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("cannot write the output"),
+        "stderr:\n{stderr}"
+    );
+}

@@ -606,6 +606,89 @@ fn hook_start_installs_silently_and_started_is_idempotent() {
 }
 
 #[test]
+fn hook_start_repairs_base_flows_changed_behind_its_back() {
+    // The hook checks the base flows by their counts per cookie and the digest recorded with the
+    // last full check; each way they can drift must still end in exactly the base `init` makes.
+    let (ovs, vg) = prepared();
+    let base_selector = Cookie::owner_selector(IfaceKey::BASE);
+    let base = || ofctl14(&ovs, &["--no-stats", "dump-flows", BR, &base_selector]);
+    let want = base();
+    assert!(
+        external_ids(&ovs).contains("vmguard-base"),
+        "init should record the base digest: {}",
+        external_ids(&ovs)
+    );
+    let assert_base = |after: &str| {
+        if let Err(d) = diff_flows(&ovs, &want, &base()) {
+            panic!("after {after}, the base flows differ from init's:\n{d}");
+        }
+    };
+
+    // 1. One base flow deleted: its cookie's count drops.
+    let victim = flow_lines(&want)
+        .into_iter()
+        .find(|l| l.contains("priority=200,arp,in_port=1 "))
+        .expect("the base flow steering the uplink's ARP")
+        .to_string();
+    // `--strict` matches the flow's match and priority; its cookie must be given with a mask.
+    let strict = victim
+        .split(" actions=")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|part| match part.strip_prefix("cookie=") {
+            Some(c) => format!("cookie={c}/-1"),
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    ofctl14(&ovs, &["--strict", "del-flows", BR, &strict]);
+    assert!(
+        diff_flows(&ovs, &want, &base()).is_err(),
+        "{victim} not deleted"
+    );
+    let a = vm(1);
+    plug(&ovs, &a);
+    assert_hook_ok(
+        &hook(&vg, &a.name, "start", "begin", &a.xml()),
+        "start begin",
+    );
+    assert_base("one base flow was deleted and vm1 started");
+    assert_guarded(&ovs, &vg, &a);
+
+    // 2. The uplink moved to another port: as many flows per cookie, other flows. Only the
+    //    digest tells; the hook must install the new base.
+    ovs.add_port(BR, "upstream2", 2);
+    let moved = Vmguard::new(Some(&ovs), BR, &["upstream2"], "direct");
+    let b = vm(2);
+    plug(&ovs, &b);
+    assert_hook_ok(
+        &hook(&moved, &b.name, "start", "begin", &b.xml()),
+        "start begin with the uplink moved",
+    );
+    let moved_base = moved
+        .run(&["flows", "--base", "--ofport", "upstream2=2"], "")
+        .stdout;
+    if let Err(d) = diff_flows(&ovs, &moved_base, &base()) {
+        panic!("after the uplink moved, the hook left another base:\n{d}");
+    }
+
+    // 3. The record lost (as by a hand edit): a full check, nothing to change but the record.
+    ovs.vsctl(&["remove", "Bridge", BR, "external_ids", "vmguard-base"]);
+    let before = base();
+    assert_hook_ok(
+        &hook(&moved, &b.name, "started", "begin", &b.xml()),
+        "started begin without the base record",
+    );
+    assert_eq!(base(), before, "a lost record changed the base flows");
+    assert!(
+        external_ids(&ovs).contains("vmguard-base"),
+        "the hook should restore the base record: {}",
+        external_ids(&ovs)
+    );
+}
+
+#[test]
 fn hook_stopped_and_release_remove_and_never_fail() {
     let (ovs, vg) = prepared();
     let (a, b) = (vm(1), vm(2));
