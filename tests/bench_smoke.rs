@@ -85,6 +85,20 @@ fn quick_benchmark_produces_every_figure() {
             "summary row did not measure anything: {line}"
         );
     }
+    // The hook's reads of the switch are timed apart from vmguard, each with a number.
+    for row in [
+        "| reading the Bridge row as the hook does (",
+        "| one OpenFlow round trip to ovs-vswitchd",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row {row:?} in the report:\n{text}"));
+        assert!(
+            line.contains(" ms") && !line.contains("| – |"),
+            "row without a time: {line}"
+        );
+    }
     assert!(
         !text.contains("## Problems during the run") || !text.contains("- error:"),
         "a figure failed:\n{text}"

@@ -1559,6 +1559,11 @@ struct HookSide {
     errors: Vec<String>,
     profile_start: Option<Profile>,
     profile_stop: Option<Profile>,
+    /// The bridge row as every hook reads it from ovsdb-server: seconds to the whole reply.
+    row_read: Vec<f64>,
+    row_bytes: usize,
+    /// One OpenFlow request and reply on the bridge's mgmt socket (after the handshake).
+    of_round_trip: Vec<f64>,
 }
 
 #[derive(Default)]
@@ -1600,6 +1605,46 @@ fn hook_round(inst: &Instance, side: &mut HookSide) -> Result<Option<(f64, f64, 
     }
     inst.ovs.ofctl(&["del-flows", BRIDGE, &inst.hook_cookie])?;
     Ok(Some((start.secs, stop.secs, floor.secs)))
+}
+
+/// Times the two reads of the switch every hook start makes, apart from vmguard: the Bridge row
+/// from ovsdb-server (vmguard's record of every guarded interface is in its external_ids, read
+/// whole to refuse an address another VM owns) and one OpenFlow round trip to ovs-vswitchd.
+fn switch_round_trips(inst: &Instance, side: &mut HookSide) -> Result<()> {
+    use std::io::Read as _;
+    let db = inst.ovs.dir.join("db.sock");
+    let request = json!({"id": 0, "method": "transact", "params": ["Open_vSwitch",
+        {"op": "select", "table": "Bridge", "where": [["name", "==", BRIDGE]],
+         "columns": ["fail_mode", "protocols", "external_ids", "ports", "datapath_type"]}]});
+    let started = Instant::now();
+    let mut stream = std::os::unix::net::UnixStream::connect(&db)
+        .with_context(|| format!("connecting to {}", db.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(request.to_string().as_bytes())?;
+    // The reply is one JSON object: read until it parses (the end of the bytes is checked first,
+    // so a partial reply costs no parse).
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            bail!("ovsdb-server closed the connection");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.ends_with(b"}") && serde_json::from_slice::<Value>(&buf).is_ok() {
+            break;
+        }
+    }
+    side.row_read.push(started.elapsed().as_secs_f64());
+    side.row_bytes = buf.len();
+    let mgmt = inst.ovs.dir.join(format!("{BRIDGE}.mgmt"));
+    let mut conn = vmguard::openflow::Connection::open(&mgmt)
+        .map_err(|e| anyhow!("{}: {e}", mgmt.display()))?;
+    let started = Instant::now();
+    conn.get_frags()
+        .map_err(|e| anyhow!("{}: {e}", mgmt.display()))?;
+    side.of_round_trip.push(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn hook_profile(set: &Settings, inst: &Instance, side: &mut HookSide) -> Result<()> {
@@ -1658,6 +1703,8 @@ fn measure_hook(set: &Settings, small: &Instance, large: &Instance) -> Result<Ho
             row.large.stop.push(t);
             row.large.floor.push(f);
         }
+        switch_round_trips(small, &mut row.small)?;
+        switch_round_trips(large, &mut row.large)?;
         if let (Some(a), Some(b)) = (a, b) {
             row.ratio_start.push(b.0 / a.0);
             row.ratio_stop.push(b.1 / a.1);
@@ -2233,6 +2280,37 @@ struct Results {
 }
 
 /// What grew most between two profiles (the measured reason a per-VM cost scales).
+/// `b / a` for each pair of runs.
+fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| b / a).collect()
+}
+
+fn kib(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+/// What every hook start waits for on the switch, 10 vs N VMs, as a clause.
+fn round_trips_clause(h: &HookRow) -> Option<String> {
+    let (ra, rb) = (stat(&h.small.row_read)?, stat(&h.large.row_read)?);
+    let (oa, ob) = (stat(&h.small.of_round_trip)?, stat(&h.large.of_round_trip)?);
+    Some(format!(
+        "every start reads the Bridge row holding all VMs' records (to refuse an address another \
+         VM owns; OVSDB cannot read part of a column): {} → {}, {} → {}; one OpenFlow round trip \
+         to ovs-vswitchd (its main loop serves each connection once per pass over all ports): \
+         {} → {}",
+        kib(h.small.row_bytes),
+        kib(h.large.row_bytes),
+        secs(ra.med),
+        secs(rb.med),
+        secs(oa.med),
+        secs(ob.med)
+    ))
+}
+
 fn growth(small: &Profile, large: &Profile) -> String {
     let mut labels = small.labels();
     for l in large.labels() {
@@ -2370,7 +2448,10 @@ fn render(set: &Settings, res: &Results) -> String {
                         )
                     })
                     .unwrap_or_default();
-                format!(" — grew: {}{floor}", cell(&growth(a, b)))
+                let trips = round_trips_clause(h)
+                    .map(|c| format!("; {c}"))
+                    .unwrap_or_default();
+                format!(" — grew: {}{trips}{floor}", cell(&growth(a, b)))
             }
             _ => String::new(),
         };
@@ -2706,7 +2787,9 @@ fn render(set: &Settings, res: &Results) -> String {
              already exists (the best case: no waiting for the tap), on a bridge with {} and with {} VMs \
              (1 NIC each) already installed by `sync`; then `stopped end`. Rounds alternate between the \
              two bridges ({} rounds). Reference: the same VM's {} flows sent as one `ovs-ofctl --bundle \
-             add-flows` to each bridge — how much the switch itself slows down.\n",
+             add-flows` to each bridge — how much the switch itself slows down — and, timed apart \
+             from vmguard, the two reads every start makes: the Bridge row from ovsdb-server and one \
+             OpenFlow round trip to ovs-vswitchd.\n",
             h.small.n,
             h.large.n,
             set.hook_repeats,
@@ -2734,6 +2817,22 @@ fn render(set: &Settings, res: &Results) -> String {
             time_cell(&h.small.floor),
             time_cell(&h.large.floor),
             ratio_cell(&h.ratio_floor)
+        );
+        let _ = writeln!(
+            w,
+            "| reading the Bridge row as the hook does ({} vs {}: every VM's record) | {} | {} | {} |",
+            kib(h.small.row_bytes),
+            kib(h.large.row_bytes),
+            time_cell(&h.small.row_read),
+            time_cell(&h.large.row_read),
+            ratio_cell(&ratios(&h.small.row_read, &h.large.row_read))
+        );
+        let _ = writeln!(
+            w,
+            "| one OpenFlow round trip to ovs-vswitchd (after the handshake) | {} | {} | {} |",
+            time_cell(&h.small.of_round_trip),
+            time_cell(&h.large.of_round_trip),
+            ratio_cell(&ratios(&h.small.of_round_trip, &h.large.of_round_trip))
         );
         for e in h.small.errors.iter().chain(&h.large.errors) {
             let _ = writeln!(w, "\nError: {}", cell(e));
