@@ -155,53 +155,70 @@ fn iface_error(
     }
 }
 
-/// Recorded interfaces indexed by the MAC and addresses they own, so a duplicate check is a
-/// lookup rather than a scan of every record (a sync of N domains would otherwise be O(N²)).
+/// Who owns which MAC and addresses, for the duplicate check.
+enum Owners<'a> {
+    /// The bridge's records as read: one domain's few addresses are checked by a scan, which
+    /// costs less than building an index of thousands of records for them (the hook).
+    Recorded(&'a BTreeMap<IfaceKey, Record>),
+    /// Owners accepted so far, indexed by MAC and address: a sync of N domains checks each
+    /// against all before it, which a scan would make O(N²).
+    Indexed(OwnerIndex),
+}
+
 #[derive(Default)]
-struct Owners {
+struct OwnerIndex {
     records: BTreeMap<IfaceKey, Record>,
     by_mac: HashMap<MacAddr, Vec<IfaceKey>>,
     by_ip: HashMap<IpAddr, Vec<IfaceKey>>,
 }
 
-impl Owners {
-    fn new(records: &BTreeMap<IfaceKey, Record>) -> Owners {
-        let mut owners = Owners::default();
-        for (k, r) in records {
-            owners.insert(*k, r.clone());
-        }
-        owners
-    }
-
+impl Owners<'_> {
     fn insert(&mut self, key: IfaceKey, r: Record) {
-        self.by_mac.entry(r.mac).or_default().push(key);
+        let Owners::Indexed(index) = self else {
+            unreachable!("only an index of accepted owners grows");
+        };
+        index.by_mac.entry(r.mac).or_default().push(key);
         for ip in r
             .ipv4
             .iter()
             .map(|a| IpAddr::V4(*a))
             .chain(r.ipv6.iter().map(|a| IpAddr::V6(*a)))
         {
-            self.by_ip.entry(ip).or_default().push(key);
+            index.by_ip.entry(ip).or_default().push(key);
         }
-        self.records.insert(key, r);
+        index.records.insert(key, r);
     }
 
-    /// Records owning `i`'s MAC or one of its addresses.
-    fn claimants<'a>(
-        &'a self,
-        i: &'a GuardedInterface,
-    ) -> impl Iterator<Item = (&'a IfaceKey, &'a Record)> + 'a {
-        let ips = i
-            .ipv4
-            .iter()
-            .map(|a| IpAddr::V4(*a))
-            .chain(i.ipv6.iter().map(|a| IpAddr::V6(*a)));
-        self.by_mac
-            .get(&i.mac)
-            .into_iter()
-            .chain(ips.filter_map(|ip| self.by_ip.get(&ip)))
-            .flatten()
-            .filter_map(|k| self.records.get_key_value(k))
+    fn holds(&self, key: &IfaceKey) -> bool {
+        match self {
+            Owners::Recorded(records) => records.contains_key(key),
+            Owners::Indexed(index) => index.records.contains_key(key),
+        }
+    }
+
+    /// Records owning `i`'s MAC or one of its addresses (a record may come more than once).
+    fn claimants<'s>(&'s self, i: &GuardedInterface) -> Vec<(&'s IfaceKey, &'s Record)> {
+        match self {
+            Owners::Recorded(records) => records
+                .iter()
+                .filter(|(_, r)| r.owns(i).is_some())
+                .collect(),
+            Owners::Indexed(index) => {
+                let ips = i
+                    .ipv4
+                    .iter()
+                    .map(|a| IpAddr::V4(*a))
+                    .chain(i.ipv6.iter().map(|a| IpAddr::V6(*a)));
+                index
+                    .by_mac
+                    .get(&i.mac)
+                    .into_iter()
+                    .chain(ips.filter_map(|ip| index.by_ip.get(&ip)))
+                    .flatten()
+                    .filter_map(|k| index.records.get_key_value(k))
+                    .collect()
+            }
+        }
     }
 }
 
@@ -661,6 +678,7 @@ impl<'a> Guard<'a> {
             // interface at a time): its addresses do not block us, `apply` evicts it.
             let conflict = owners
                 .claimants(iface)
+                .into_iter()
                 .filter(|(k, r)| **k != key && r.uuid != dom.uuid && !ports.contains(&r.ofport))
                 .find_map(|(_, r)| Some((r, r.owns(iface)?)));
             if let Some((r, (field, value))) = conflict {
@@ -738,7 +756,11 @@ impl<'a> Guard<'a> {
                 .map(|k| format!("ignoring unreadable record external_ids:{k}")),
         );
 
-        let desired = self.desire(dom, &PortIndex::new(&row, &ifaces), &Owners::new(&records))?;
+        let desired = self.desire(
+            dom,
+            &PortIndex::new(&row, &ifaces),
+            &Owners::Recorded(&records),
+        )?;
         // The domain's previous interfaces that it no longer has, and any interface recorded on
         // a port one of ours now holds: a port belongs to one interface at a time, so that
         // owner is gone without its stop hook having run.
@@ -845,7 +867,7 @@ impl<'a> Guard<'a> {
         let mut order: Vec<&GuardedDomain> = domains.iter().collect();
         order.sort_by_key(|d| !installed.contains(&d.uuid));
         let index = PortIndex::new(&row, &ifaces);
-        let mut accepted = Owners::default();
+        let mut accepted = Owners::Indexed(OwnerIndex::default());
         let mut desired: Vec<Desired> = Vec::new();
         let mut failed = Vec::new();
         for dom in order {
@@ -868,7 +890,7 @@ impl<'a> Guard<'a> {
         plan.records_removed.extend(
             records
                 .keys()
-                .filter(|k| !accepted.records.contains_key(k))
+                .filter(|k| !accepted.holds(k))
                 .map(|k| record_id(*k)),
         );
 

@@ -204,6 +204,15 @@ impl FromStr for DomainUuid {
     type Err = InvalidValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Already in normal form (as every record holds it): nothing to rebuild.
+        let canonical = s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+            });
+        if canonical {
+            return Ok(DomainUuid(s.to_string()));
+        }
         // libvirt accepts the 32 hex digits with or without hyphens; normalise to 8-4-4-4-12.
         let hex: String = s.trim().chars().filter(|c| *c != '-').collect();
         if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -302,5 +311,16 @@ mod tests {
         let v: DomainUuid = "11111111-2222-3333-4444-55555555555A".parse().unwrap();
         assert_eq!(v.as_str(), "11111111-2222-3333-4444-55555555555a");
         assert!("1111".parse::<DomainUuid>().is_err());
+        // The normal form is kept as it is; near misses still go through normalisation.
+        let w: DomainUuid = "0123abcd-ef01-4000-8000-00000000beef".parse().unwrap();
+        assert_eq!(w.as_str(), "0123abcd-ef01-4000-8000-00000000beef");
+        let x: DomainUuid = "0123abcd0-ef1-4000-8000-00000000beef".parse().unwrap();
+        assert_eq!(x.as_str(), "0123abcd-0ef1-4000-8000-00000000beef");
+        assert!("0123abcd-ef01-4000-8000-00000000beeg"
+            .parse::<DomainUuid>()
+            .is_err());
+        assert!("0123abcd-ef01-4000-8000-00000000bee-"
+            .parse::<DomainUuid>()
+            .is_err());
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -331,9 +331,10 @@ impl Ovs {
         stream
             .write_all(request.to_string().as_bytes())
             .map_err(io)?;
-        let reader = BufReader::new(stream.try_clone().map_err(io)?);
-        for message in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
-            let message = message.map_err(|e| fail(format!("unreadable reply: {e}")))?;
+        let mut reader = JsonFramer::default();
+        while let Some(text) = reader.next(&mut stream).map_err(io)? {
+            let mut message: Value = serde_json::from_slice(&text)
+                .map_err(|e| fail(format!("unreadable reply: {e}")))?;
             if message["method"] == "echo" {
                 let reply =
                     json!({"result": message["params"], "error": null, "id": message["id"]});
@@ -346,7 +347,10 @@ impl Ovs {
             if !message["error"].is_null() {
                 return Err(fail(message["error"].to_string()));
             }
-            let results = message["result"].as_array().cloned().unwrap_or_default();
+            let results = match message["result"].take() {
+                Value::Array(results) => results,
+                _ => Vec::new(),
+            };
             if let Some(e) = results.iter().find(|r| r.get("error").is_some()) {
                 let details = e["details"].as_str().unwrap_or_default();
                 return Err(fail(format!("{} {details}", e["error"]).trim().to_string()));
@@ -504,6 +508,72 @@ impl Ovs {
     }
 }
 
+/// Splits the byte stream of a JSON-RPC connection into its messages (concatenated JSON
+/// values) by tracking brackets outside strings, so that each message is parsed once from a
+/// slice: serde_json's reader-based parser goes byte by byte, and the bridge row of 5,000 VMs
+/// is megabytes.
+#[derive(Default)]
+struct JsonFramer {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already scanned, and the scanner's state there.
+    scanned: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonFramer {
+    /// The next whole message, or `None` at the end of the stream.
+    fn next(&mut self, stream: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            while self.scanned < self.buf.len() {
+                if self.escaped {
+                    self.escaped = false;
+                    self.scanned += 1;
+                    continue;
+                }
+                if self.in_string {
+                    // Jump to the string's next quote or backslash.
+                    let rest = &self.buf[self.scanned..];
+                    match rest.iter().position(|b| matches!(b, b'"' | b'\\')) {
+                        None => self.scanned = self.buf.len(),
+                        Some(p) => {
+                            self.scanned += p + 1;
+                            match rest[p] {
+                                b'"' => self.in_string = false,
+                                _ => self.escaped = true,
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let b = self.buf[self.scanned];
+                self.scanned += 1;
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth = self.depth.saturating_sub(1);
+                        if self.depth == 0 {
+                            let rest = self.buf.split_off(self.scanned);
+                            let message = std::mem::replace(&mut self.buf, rest);
+                            self.scanned = 0;
+                            return Ok(Some(message));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
 /// How long vmguard waits for ovsdb-server, as for the tools (`--timeout=10`).
 const OVSDB_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -598,6 +668,47 @@ fn map_of(v: Option<&Value>) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Yields `data` in pieces of `size` bytes, as a socket might.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        size: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.size.min(self.data.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_concatenated_messages_split_anywhere() {
+        // Brackets and escaped quotes and backslashes inside strings, whitespace between messages.
+        let messages = [
+            r#"{"id":"echo","method":"echo","params":[]}"#,
+            r#"{"id":0,"result":[{"rows":[{"external_ids":["map",[["k","{\"a\":\"}]\\\"\"}"]]]}]}],"error":null}"#,
+            r#" [1,{"s":"\\"}]"#,
+        ];
+        for m in messages {
+            serde_json::from_str::<Value>(m).expect("test message is JSON");
+        }
+        let stream = messages.concat();
+        for size in [1, 2, 3, 7, 64, stream.len()] {
+            let mut t = Trickle {
+                data: stream.as_bytes(),
+                size,
+            };
+            let mut framer = JsonFramer::default();
+            let mut got = Vec::new();
+            while let Some(m) = framer.next(&mut t).unwrap() {
+                got.push(String::from_utf8(m).unwrap());
+            }
+            assert_eq!(got, messages, "read in pieces of {size}");
+        }
+    }
 
     #[test]
     fn parses_ovsdb_rows() {
