@@ -1,7 +1,6 @@
 //! OpenFlow flows as data: matches, actions, rendering in `ovs-ofctl` syntax, overlap checks,
 //! and parsing of `ovs-ofctl dump-flows` lines into the same normal form for diffing.
 
-use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -430,12 +429,17 @@ fn format_value(m: &Match, is_v6: bool) -> String {
     }
 }
 
-fn split_match(s: &str) -> BTreeSet<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
+/// A match's tokens in one order (sorted, deduplicated), joined by commas: the form both sides
+/// of a comparison take, in one allocation.
+fn normal_match<'a>(tokens: impl Iterator<Item = &'a str>) -> String {
+    let mut t: Vec<&str> = tokens.map(str::trim).filter(|t| !t.is_empty()).collect();
+    t.sort_unstable();
+    t.dedup();
+    t.join(",")
+}
+
+fn split_match(s: &str) -> String {
+    normal_match(s.split(','))
 }
 
 impl fmt::Display for Flow {
@@ -459,7 +463,9 @@ pub struct FlowKey {
     pub cookie: u64,
     pub table: u8,
     pub priority: u16,
-    pub matches: BTreeSet<String>,
+    /// The match fields (`name=value` or a protocol shorthand such as `icmp6`), sorted and
+    /// joined by commas; see [`FlowKey::match_tokens`].
+    pub matches: String,
     pub actions: String,
 }
 
@@ -478,9 +484,10 @@ impl FlowKey {
             cookie: 0,
             table: 0,
             priority: 32768,
-            matches: BTreeSet::new(),
+            matches: String::new(),
             actions: actions.trim().to_string(),
         };
+        let mut matches: Vec<&str> = Vec::new();
         let mut n_packets = 0;
         for tok in head.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (name, value) = tok.split_once('=').unwrap_or((tok, ""));
@@ -494,17 +501,21 @@ impl FlowKey {
                 "duration" | "n_bytes" | "idle_age" | "hard_age" | "idle_timeout"
                 | "hard_timeout" | "reset_counts" | "send_flow_rem" | "check_overlap"
                 | "importance" => {}
-                _ => {
-                    key.matches.insert(tok.to_string());
-                }
+                _ => matches.push(tok),
             }
         }
+        key.matches = normal_match(matches.into_iter());
         Some(DumpedFlow { key, n_packets })
+    }
+
+    /// The match fields, in the order of [`FlowKey::matches`].
+    pub fn match_tokens(&self) -> impl Iterator<Item = &str> {
+        self.matches.split(',').filter(|t| !t.is_empty())
     }
 
     /// `delete_strict` bundle line removing exactly this flow (cookie included).
     pub fn delete_strict(&self) -> String {
-        let m: Vec<&str> = self.matches.iter().map(String::as_str).collect();
+        let m: Vec<&str> = self.match_tokens().collect();
         // The protocol shorthand must come first in ovs-ofctl's parser: it sets dl_type that
         // later fields need as their prerequisite.
         let (protos, fields): (Vec<&str>, Vec<&str>) = m.iter().partition(|t| !t.contains('='));

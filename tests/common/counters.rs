@@ -14,7 +14,7 @@ pub fn flow_counters(ovs: &Ovs, br: &str) -> BTreeMap<String, (u64, u64)> {
         .filter_map(FlowKey::parse)
         .map(|d| {
             let k = &d.key;
-            let matches: Vec<&str> = k.matches.iter().map(String::as_str).collect();
+            let matches: Vec<&str> = k.match_tokens().collect();
             let text = format!(
                 "table={}, priority={},{} actions={}",
                 k.table,
