@@ -383,26 +383,31 @@ fn payload_guard(e: &mut Emitter, iface: &GuardedInterface, port: OfPort) {
         at().icmp().icmp_type(ICMP_ROUTER_ADVERT),
     );
 
-    // A link-layer option holding 00:00:00:00:00:00 reads like an absent option; a duplicated
-    // option makes OVS zero the whole ND parse (target ::, SLL 0) while Linux uses the first.
-    e.drop(
-        t,
-        prio::DENY,
-        Reason::NdSpoof,
-        at().icmp6()
-            .icmp_type(ICMP6_NS)
-            .nd_options_type(1)
-            .nd_sll(MacAddr::ZERO),
-    );
-    e.drop(
-        t,
-        prio::DENY,
-        Reason::NdSpoof,
-        at().icmp6()
-            .icmp_type(ICMP6_NA)
-            .nd_options_type(2)
-            .nd_tll(MacAddr::ZERO),
-    );
+    // A link-layer option holding 00:00:00:00:00:00 reads like an absent option. OVS gives the
+    // type of the first link-layer option only (`nd_options_type`, 0 when there is none), so an
+    // NS whose SLL reads 0 while it has some link-layer option — a zero SLL, or a TLL put first
+    // to hide one — is dropped, and likewise an NA whose TLL reads 0. A duplicated option
+    // makes OVS zero the whole ND parse (target ::, SLL 0) while Linux uses the first.
+    for options_type in [1, 2] {
+        e.drop(
+            t,
+            prio::DENY,
+            Reason::NdSpoof,
+            at().icmp6()
+                .icmp_type(ICMP6_NS)
+                .nd_options_type(options_type)
+                .nd_sll(MacAddr::ZERO),
+        );
+        e.drop(
+            t,
+            prio::DENY,
+            Reason::NdSpoof,
+            at().icmp6()
+                .icmp_type(ICMP6_NA)
+                .nd_options_type(options_type)
+                .nd_tll(MacAddr::ZERO),
+        );
+    }
     e.drop(
         t,
         prio::DENY_LOW,
@@ -576,6 +581,15 @@ pub fn base_flows(uplinks: &[OfPort]) -> Vec<Flow> {
         goto(Table::ToUplinks),
     );
 
+    // No host has the all-zero MAC, but a neighbour cache can be made to hold it (an ND option
+    // OVS cannot see, such as a zero SLL followed by a real one): frames to it would be flooded
+    // to every port by NORMAL. Dropped, whichever side they come from.
+    e.drop(
+        Table::L2Forward,
+        prio::DENY,
+        Reason::NdSpoof,
+        M::new().dl_dst(MacAddr::ZERO),
+    );
     e.pass(
         Table::L2Forward,
         prio::DEFAULT,

@@ -430,6 +430,82 @@ fn nd_with_an_all_zero_link_layer_address_option_is_dropped() {
     ]);
 }
 
+/// SPEC "Must be dropped" 5, the same zero MAC hidden behind another option: OVS reports the
+/// type of the FIRST link-layer option only (`nd_options_type`), so an NA whose SLL comes before
+/// a zero TLL, or an NS whose TLL comes before a zero SLL, escaped the zero-option drops and was
+/// flooded; Linux caches 00:00:00:00:00:00 for the sender (checked end to end). And whatever way
+/// a zero MAC gets into a neighbour cache (a zero option followed by a real one of the same
+/// kind is invisible to OVS), frames to it must not be flooded to every port.
+#[test]
+fn a_zero_link_layer_option_behind_another_is_dropped_and_the_zero_mac_reaches_nobody() {
+    let (ovs, keys) = install(ArpMode::Direct);
+    let nd = [Reason::NdSpoof];
+    let echo = |eth_src: Mac, src: Ipv6Addr, dst: Ipv6Addr| {
+        icmp6(eth_src, ZERO_MAC, src, dst, 128, &[0, 1, 0, 1, b'v', b'g'])
+    };
+    check(vec![
+        dropped(
+            &ovs,
+            &keys,
+            "NA for A's 2001:db8::a to ff02::1, SLL = A then TLL = 00:00:00:00:00:00",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                ZERO_MAC,
+                A_LLA,
+                Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+                136,
+                &na_body(A6, &[lla(1, A_MAC), lla(2, ZERO_MAC)]),
+            ),
+            &nd,
+        ),
+        dropped(
+            &ovs,
+            &keys,
+            "NS to B, TLL = A then SLL = 00:00:00:00:00:00",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A6,
+                B_LLA,
+                135,
+                &ns_body(B_LLA, &[lla(2, A_MAC), lla(1, ZERO_MAC)]),
+            ),
+            &nd,
+        ),
+        delivered(
+            &ovs,
+            "B's echo request to A's LLA sent to 00:00:00:00:00:00",
+            "vnetB",
+            &echo(B_MAC, B_LLA, A_LLA),
+            &[],
+        ),
+        delivered(
+            &ovs,
+            "the gateway's echo request to A's LLA sent to 00:00:00:00:00:00",
+            "upstream",
+            &echo(GW_MAC, GW6, A_LLA),
+            &[],
+        ),
+        // Still delivered: the same messages with A's MAC in both options.
+        delivered(
+            &ovs,
+            "NS to B, TLL = A then SLL = A",
+            "vnetA",
+            &icmp6(
+                A_MAC,
+                B_MAC,
+                A6,
+                B_LLA,
+                135,
+                &ns_body(B_LLA, &[lla(2, A_MAC), lla(1, A_MAC)]),
+            ),
+            &["vnetB"],
+        ),
+    ]);
+}
+
 /// SPEC "Must be delivered" 10: "requests for an IP that no VM owns never reach a VM port", and
 /// requests for a VM's IP go only to that VM. OVS extracts ARP fields only for hardware type 1;
 /// a request with hardware type 6 (IEEE 802) has `arp_op=0` in OVS and is flooded by NORMAL,
