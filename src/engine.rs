@@ -393,8 +393,10 @@ pub struct Audit {
 pub struct ProbeResult {
     pub label: &'static str,
     pub expect: Expect,
-    /// The datapath actions `ofproto/trace` reported.
+    /// The datapath actions `ofproto/trace` reported (output ports as datapath port numbers).
     pub actions: String,
+    /// The same with each output port number replaced by its port's name.
+    pub outputs: String,
     pub ok: bool,
 }
 
@@ -950,6 +952,10 @@ impl<'a> Guard<'a> {
     /// Traces the built-in probe battery through the live bridge from `iface`'s port.
     pub fn probe(&self, iface: &InterfaceAudit) -> Result<Vec<ProbeResult>, GuardError> {
         let port = iface.live_ofport.unwrap_or(iface.record.ofport);
+        let names = self.ovs.dp_port_names().map_err(self.ovs_err(format!(
+            "bridge {}: cannot read the datapath's ports",
+            self.bridge()
+        )))?;
         probes(&iface.record.interface())
             .into_iter()
             .map(|p| {
@@ -965,6 +971,7 @@ impl<'a> Guard<'a> {
                     label: p.label,
                     expect: p.expect,
                     ok: dropped == (p.expect == Expect::Drop),
+                    outputs: crate::ovs::name_dp_ports(&actions, &names),
                     actions,
                 })
             })

@@ -489,7 +489,9 @@ impl FlowKey {
         };
         let mut matches: Vec<&str> = Vec::new();
         let mut n_packets = 0;
-        for tok in head.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        // Fields are separated by commas, and flags (`reset_counts`, `send_flow_rem`, …) from the
+        // match by a space: no field value holds either.
+        for tok in head.split([',', ' ']).filter(|t| !t.is_empty()) {
             let (name, value) = tok.split_once('=').unwrap_or((tok, ""));
             match name {
                 "cookie" => {
@@ -500,7 +502,7 @@ impl FlowKey {
                 "n_packets" => n_packets = value.parse().ok()?,
                 "duration" | "n_bytes" | "idle_age" | "hard_age" | "idle_timeout"
                 | "hard_timeout" | "reset_counts" | "send_flow_rem" | "check_overlap"
-                | "importance" => {}
+                | "no_packet_counts" | "no_byte_counts" | "importance" => {}
                 _ => matches.push(tok),
             }
         }
@@ -564,6 +566,22 @@ mod tests {
         let dumped = FlowKey::parse(" cookie=0x7667000000000000, duration=3.2s, table=20, n_packets=7, n_bytes=420, priority=100,arp,in_port=5,arp_spa=10.0.0.5,arp_sha=52:54:00:00:00:05 actions=goto_table:40").unwrap();
         assert_eq!(dumped.key, f.key());
         assert_eq!(dumped.n_packets, 7);
+        // Flags come before the match, after a space (a flow added over OpenFlow 1.0, dumped
+        // over 1.4), with or without statistics.
+        for line in [
+            " cookie=0x7667000000000000, duration=3.2s, table=20, n_packets=7, n_bytes=420, reset_counts priority=100,arp,in_port=5,arp_spa=10.0.0.5,arp_sha=52:54:00:00:00:05 actions=goto_table:40",
+            " cookie=0x7667000000000000, table=20, send_flow_rem reset_counts no_packet_counts no_byte_counts priority=100,arp,in_port=5,arp_spa=10.0.0.5,arp_sha=52:54:00:00:00:05 actions=goto_table:40",
+        ] {
+            assert_eq!(FlowKey::parse(line).unwrap().key, f.key(), "{line}");
+        }
+        let k = FlowKey::parse(" reset_counts priority=5 actions=drop")
+            .unwrap()
+            .key;
+        assert_eq!((k.table, k.priority, k.matches.as_str()), (0, 5, ""));
+        assert_eq!(
+            k.delete_strict(),
+            "delete_strict cookie=0x0/-1, table=0, priority=5,"
+        );
     }
 
     #[test]

@@ -82,14 +82,19 @@ enum Cmd {
     /// The libvirt qemu hook: DOMAIN OPERATION SUB-OPERATION EXTRA, domain XML on stdin.
     /// (Also runs when the binary is called as /etc/libvirt/hooks/qemu or from qemu.d/.)
     Hook {
+        /// The domain's name.
         domain: String,
+        /// libvirt's operation: prepare, start, started, stopped, release, reconnect, …
         operation: String,
+        /// libvirt's sub-operation: begin, end or -.
         sub_operation: String,
+        /// libvirt's extra argument (unused).
         #[arg(default_value = "-")]
         extra: String,
     },
     /// Link vmguard into libvirt's hook directory (idempotent); --uninstall removes the link.
     InstallHook {
+        /// Remove the link (only if it points at this vmguard).
         #[arg(long)]
         uninstall: bool,
         /// libvirt's qemu hook directory.
@@ -122,8 +127,9 @@ enum Cmd {
         #[arg(long)]
         no_trace: bool,
     },
-    /// One row per guarded interface: domain, port, addresses, flows expected/installed and
-    /// packets dropped so far per reason.
+    /// One row per guarded interface: domain, port, addresses, flows installed/expected and
+    /// packets dropped so far per reason; drift is listed below the table. Exits 0 unless it
+    /// cannot read the switch (2): `verify` is the check that fails on drift.
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -195,7 +201,7 @@ enum LabCmd {
     /// Build the lab, run every legitimate case and every attack, print the table. Exit 0 only
     /// if every case holds.
     Run {
-        /// Number of VM namespaces.
+        /// Number of VM namespaces (3 to 16).
         #[arg(long, default_value_t = 4)]
         vms: usize,
         /// ARP policy to guard the lab with.

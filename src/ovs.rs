@@ -324,7 +324,11 @@ impl Ovs {
         let mut params = vec![json!("Open_vSwitch")];
         params.extend(ops);
         let mut stream = UnixStream::connect(&path)
-            .map_err(|e| fail(format!("cannot connect: {e} (is ovsdb-server running?)")))?;
+            .map_err(|e| {
+                fail(format!(
+                    "cannot connect: {e} (is ovsdb-server running? set ovs_rundir in the config or OVS_RUNDIR)"
+                ))
+            })?;
         stream.set_read_timeout(Some(OVSDB_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(OVSDB_TIMEOUT)).map_err(io)?;
         let request = json!({"method": "transact", "params": params, "id": 0});
@@ -462,6 +466,14 @@ impl Ovs {
             })
     }
 
+    /// Port names by datapath port number (`ovs-appctl dpif/show`: `NAME OFPORT/DPPORT: …`):
+    /// `ofproto/trace` gives datapath actions in datapath port numbers, which are neither
+    /// ofports nor stable across an ovs-vswitchd restart.
+    pub fn dp_port_names(&self) -> Result<BTreeMap<u32, String>, OvsError> {
+        let out = self.appctl(&["dpif/show"])?;
+        Ok(parse_dp_ports(&out))
+    }
+
     /// Lets the datapath's revalidators finish a round, so flow packet counters include the
     /// latest traffic (the userspace datapath updates them up to a round late).
     pub fn settle_stats(&self) -> Result<(), OvsError> {
@@ -572,6 +584,41 @@ impl JsonFramer {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
+}
+
+fn parse_dp_ports(dpif_show: &str) -> BTreeMap<u32, String> {
+    dpif_show
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            let (_, dp) = words.next()?.strip_suffix(':')?.split_once('/')?;
+            Some((dp.parse().ok()?, name.to_string()))
+        })
+        .collect()
+}
+
+/// Datapath actions with each output port number replaced by its port's name (`2,3` →
+/// `upstream,vnet5`); everything inside parentheses is left alone.
+pub fn name_dp_ports(actions: &str, names: &BTreeMap<u32, String>) -> String {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    let bytes = actions.as_bytes();
+    for i in 0..=bytes.len() {
+        match bytes.get(i) {
+            Some(b'(') => depth += 1,
+            Some(b')') => depth = depth.saturating_sub(1),
+            Some(b',') if depth > 0 => {}
+            Some(b',') | None => {
+                let tok = &actions[start..i];
+                let named = tok.parse::<u32>().ok().and_then(|n| names.get(&n));
+                out.push(named.map_or(tok, String::as_str).to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.join(",")
 }
 
 /// How long vmguard waits for ovsdb-server, as for the tools (`--timeout=10`).
@@ -708,6 +755,20 @@ mod tests {
             }
             assert_eq!(got, messages, "read in pieces of {size}");
         }
+    }
+
+    #[test]
+    fn names_datapath_ports() {
+        let show = "dummy@ovs-dummy: hit:0 missed:0\n  vm-switch:\n    upstream 1/2: (dummy)\n    vm-switch 65534/1: (dummy-internal)\n    vnet5 2/3: (dummy)\n";
+        let names = parse_dp_ports(show);
+        assert_eq!(names.len(), 3);
+        assert_eq!(name_dp_ports("2", &names), "upstream");
+        assert_eq!(name_dp_ports("3,2", &names), "vnet5,upstream");
+        assert_eq!(name_dp_ports("drop", &names), "drop");
+        assert_eq!(
+            name_dp_ports("set(eth(src=1,dst=2)),3,9", &names),
+            "set(eth(src=1,dst=2)),vnet5,9"
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
                         "probe": p.label,
                         "expect": format!("{:?}", p.expect).to_lowercase(),
                         "datapath_actions": p.actions,
+                        "outputs": p.outputs,
                         "ok": p.ok,
                     })).collect::<Vec<_>>(),
                 })
@@ -78,7 +79,7 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
                 "  {verdict:4}  {:55} expect {:4}  got {}",
                 p.label,
                 format!("{:?}", p.expect).to_lowercase(),
-                p.actions
+                p.outputs
             );
         }
     }

@@ -317,6 +317,42 @@ fn init_takes_over_a_standalone_bridge_with_foreign_flows() {
         );
     }
     assert_eq!(get_bridge(&ovs, "fail_mode"), "secure");
+
+    // The bridge is secure now, so the next init must remove foreign flows itself (changing the
+    // fail mode above made OVS flush them). Added over OpenFlow 1.0 (ovs-ofctl's default), a
+    // flow dumps over OpenFlow 1.4, as vmguard reads, as `reset_counts priority=7`: a flag
+    // before the match, after a space.
+    ovs.ofctl(&[
+        "-O",
+        "OpenFlow10",
+        "add-flow",
+        BR,
+        "table=60,priority=7,actions=drop",
+    ]);
+    ovs.ofctl(&[
+        "-O",
+        "OpenFlow14",
+        "add-flow",
+        BR,
+        "cookie=0x99,table=3,priority=5,ip,actions=drop",
+    ]);
+    let of14 = ovs.ofctl(&["-O", "OpenFlow14", "dump-flows", BR]);
+    assert!(
+        of14.contains("reset_counts priority=7"),
+        "the OpenFlow 1.0 flow should dump with its flag: {of14}"
+    );
+    let run = vmguard(&ovs).run(&["init"], "").ok();
+    assert!(
+        run.stderr.contains("flows_removed=2"),
+        "init should remove both foreign flows: {}",
+        run.stderr
+    );
+    for l in flow_lines(&dump(&ovs)) {
+        assert!(
+            key_of(l).is_some(),
+            "flow without vmguard's tag after the second init: {l}"
+        );
+    }
 }
 
 #[test]

@@ -1347,7 +1347,20 @@ fn verify_reports_drift_by_vm_and_foreign_flows() {
         for probe in probes {
             assert_eq!(probe["ok"], true, "failed probe {probe:#}");
         }
+        // Outputs are named by port, not by datapath port number: a DHCP discover goes to the
+        // uplink only.
+        let discover = probes
+            .iter()
+            .find(|p| p["probe"] == "legit: DHCPv4 discover from 0.0.0.0")
+            .expect("a DHCPv4 discover probe");
+        assert_eq!(discover["outputs"], UPLINK, "{discover:#}");
     }
+    let text = verify(&vg, &[], 0, "a guarded bridge, as text");
+    assert!(
+        text.stdout.contains(&format!("got {UPLINK}")),
+        "verify should name the ports a probe leaves by:\n{}",
+        show(&text)
+    );
 
     // One of A's flows deleted by hand: drift, naming A (and not B).
     let deleted = delete_one_flow(&ovs, &a);
