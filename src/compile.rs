@@ -177,12 +177,13 @@ fn nd_responder(e: &mut Emitter, ip: Ipv6Addr, mac: MacAddr, port: OfPort) {
         ns().nd_sll(MacAddr::ZERO),
         vec![Action::Output(port)],
     );
-    // Fragmented ND is invalid (RFC 6980) and cannot be rewritten whole: the owner gets it,
-    // as in direct mode.
+    // Fragmented ND is invalid (RFC 6980) and cannot be rewritten whole, and an NS whose hop
+    // limit is not 255 may come from off-link (RFC 4861 7.1.1: a host ignores it): the owner
+    // gets those, as in direct mode, and decides.
     e.pass(
         Table::NdSteer,
         prio::OWNER,
-        ns().nw_frag(Frag::No),
+        ns().nw_frag(Frag::No).nw_ttl(255),
         vec![Action::NdAdvert(mac, ip), Action::Goto(Table::NdAnswer)],
     );
     e.pass(

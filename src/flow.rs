@@ -44,6 +44,8 @@ pub enum Field {
     NdSll,
     NdTll,
     NdOptionsType,
+    /// IPv4 TTL or IPv6 hop limit.
+    NwTtl,
 }
 
 /// Fragment matches of `nw_frag` (value/mask over OVS's ANY=1, LATER=2 bits).
@@ -233,6 +235,10 @@ impl MatchBuilder {
     pub fn nd_options_type(self, t: u8) -> Self {
         self.push(Field::NdOptionsType, t.into(), Self::full(8))
     }
+    /// IPv4 TTL / IPv6 hop limit (ND messages arrive with 255, RFC 4861).
+    pub fn nw_ttl(self, ttl: u8) -> Self {
+        self.push(Field::NwTtl, ttl.into(), Self::full(8))
+    }
     pub fn build(mut self) -> Vec<Match> {
         self.0.sort_by_key(|m| m.field);
         self.0
@@ -320,6 +326,7 @@ impl Flow {
                 Field::NdSll => "nd_sll",
                 Field::NdTll => "nd_tll",
                 Field::NdOptionsType => "nd_options_type",
+                Field::NwTtl => "nw_ttl",
             };
             parts.push(format!("{name}={}", format_value(m, is_v6)));
         }
@@ -419,7 +426,12 @@ fn format_value(m: &Match, is_v6: bool) -> String {
         Field::InPort => OfPort::new(m.value as u32)
             .map(|p| p.to_string())
             .unwrap_or_else(|_| m.value.to_string()),
-        Field::Reg0 | Field::NwProto | Field::TpSrc | Field::TpDst | Field::NdOptionsType => {
+        Field::Reg0
+        | Field::NwProto
+        | Field::TpSrc
+        | Field::TpDst
+        | Field::NdOptionsType
+        | Field::NwTtl => {
             if m.field == Field::Reg0 && m.value != 0 {
                 format!("{:#x}", m.value)
             } else {

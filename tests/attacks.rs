@@ -547,3 +547,39 @@ fn uplink_arp_request_with_ieee802_hardware_type_is_steered_direct_mode() {
 fn uplink_arp_request_with_ieee802_hardware_type_is_steered_responder_mode() {
     uplink_ieee802_arp(ArpMode::Responder);
 }
+
+/// RFC 4861 7.1.1: a host ignores an NS whose hop limit is not 255 (it may come from off-link).
+/// In responder mode the switch must not answer one in the owner's name: the owner gets it, as
+/// in direct mode, and its stack decides.
+#[test]
+fn ns_with_a_hop_limit_below_255_is_not_answered_by_the_switch() {
+    let (ovs, _keys) = install(ArpMode::Responder);
+    let solicit = |hop_limit: u8| {
+        let dst = fr::solicited_node(A_LLA);
+        let msg = fr::icmpv6(B_LLA, dst, 135, 0, &ns_body(A_LLA, &[lla(1, B_MAC)]));
+        let h = Ipv6 {
+            src: B_LLA,
+            dst,
+            next_header: IPPROTO_ICMPV6,
+            hop_limit,
+        };
+        fr::ipv6_frame(fr::ipv6_multicast_mac(dst), B_MAC, &h, &msg)
+    };
+    check(vec![
+        delivered(
+            &ovs,
+            "NS from B for A's LLA, hop limit 64",
+            "vnetB",
+            &solicit(64),
+            &["vnetA"],
+        ),
+        // Still answered: the honest NS (the answer goes back out of B's port).
+        delivered(
+            &ovs,
+            "NS from B for A's LLA, hop limit 255",
+            "vnetB",
+            &solicit(255),
+            &["vnetB"],
+        ),
+    ]);
+}
