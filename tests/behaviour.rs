@@ -805,6 +805,17 @@ fn install(mode: ArpMode) -> (Ovs, BTreeMap<&'static str, u64>) {
         assert_ne!(key, 0, "{}: interface key", vm.name);
         keys.insert(vm.dev, key);
     }
+    // vmguard's own audit agrees with the switch: every flow it installed reads back as it
+    // computed it (OVS's normal form of every field it uses), and its probes pass.
+    let verify = vmguard.run(&["verify"], "");
+    assert_eq!(
+        verify.code,
+        0,
+        "verify after installing in {} mode:\n{}\n{}",
+        mode.as_str(),
+        verify.stdout,
+        verify.stderr
+    );
     (ovs, keys)
 }
 
