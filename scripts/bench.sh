@@ -4,9 +4,10 @@
 # itself. Needs root, Open vSwitch and a Rust toolchain, like the tests; installs iperf3 (and
 # ethtool, time, strace) if they are missing.
 #
-#   bash scripts/bench.sh            the report, ~15 minutes on 2 cores: N = 100, 900, 5,000 VMs
-#                                    with one NIC, 100 and 900 with two
-#   bash scripts/bench.sh --full     also 5,000 VMs × 2 NICs (10,000 ports): ~20 minutes more
+#   bash scripts/bench.sh            the report, ~30 minutes on 2 cores: N = 100, 900, 5,000 VMs
+#                                    with one NIC and with two
+#   bash scripts/bench.sh --skip-large-two-nic
+#                                    without 5,000 VMs × 2 NICs (10,000 ports): ~20 minutes less
 #   bash scripts/bench.sh --quick    tiny sizes, ~1 minute: proves the benchmark works; writes
 #                                    target/bench/performance-quick.md, not docs/
 #
