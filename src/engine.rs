@@ -303,6 +303,14 @@ impl Plan {
     /// Adds the bundle lines turning `current` into `desired` (flows already right are left alone
     /// and keep their counters).
     fn diff(&mut self, current: &[crate::flow::DumpedFlow], desired: &[Flow]) {
+        if current.is_empty() {
+            // Nothing to compare with (a new interface, an empty bridge): every flow is added,
+            // without computing the keys a comparison needs.
+            self.bundle
+                .extend(desired.iter().map(|f| format!("add {f}")));
+            self.added += desired.len();
+            return;
+        }
         let want: BTreeMap<FlowKey, &Flow> = desired.iter().map(|f| (f.key(), f)).collect();
         let have: BTreeSet<&FlowKey> = current.iter().map(|d| &d.key).collect();
         for d in current {
