@@ -46,7 +46,7 @@ enum Cmd {
         #[arg(default_value = "-")]
         xml: String,
         /// Port number of an interface, by <target dev> or MAC (repeatable): vnet0=5.
-        /// With --base, the uplinks' numbers: upstream=1.
+        /// With --base, the uplinks' numbers: upstream=1. A name that matches none is an error.
         #[arg(long = "ofport", value_name = "DEV=N", value_parser = parse_ofport)]
         ofports: Vec<(String, OfPort)>,
         /// Print the bridge-wide base flows instead of a domain's (XML not read).
@@ -274,6 +274,22 @@ fn log_plan(
 
 /// Uplink ofports for `flows --base`: given on the command line, else read from OVSDB.
 fn base_uplinks(cfg: &Config, ovs: &Ovs, given: &BTreeMap<String, OfPort>) -> Result<Vec<OfPort>> {
+    let names: Vec<String> = cfg
+        .uplinks
+        .iter()
+        .filter_map(|u| match u {
+            Uplink::Local => None,
+            Uplink::Port(p) => Some(p.as_str().to_ascii_lowercase()),
+        })
+        .collect();
+    unused_ofports(given, &names, || {
+        let list = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(" ")
+        };
+        format!("a configured uplink port (uplinks: {list})")
+    })?;
     cfg.uplinks
         .iter()
         .map(|u| match u {
@@ -300,10 +316,28 @@ fn print_flows(
     xml: &str,
     given: &BTreeMap<String, OfPort>,
 ) -> Result<()> {
-    let dom = DomainXml::parse(&read_input(xml)?)?.guard(cfg.bridge.as_str())?;
+    let parsed = DomainXml::parse(&read_input(xml)?)?;
+    // Any interface of the domain may be named (also one on another bridge, which gets no flows).
+    let names: Vec<String> = parsed
+        .interfaces
+        .iter()
+        .flat_map(|i| {
+            let dev = i.dev.as_ref().map(|d| d.as_str().to_ascii_lowercase());
+            dev.into_iter().chain(i.mac.map(|m| m.to_string()))
+        })
+        .collect();
+    unused_ofports(given, &names, || {
+        format!(
+            "the <target dev> or MAC of an interface of domain {} ({})",
+            parsed.name,
+            names.join(" ")
+        )
+    })?;
+    let dom = parsed.guard(cfg.bridge.as_str())?;
     for w in &dom.warnings {
         log.warn(&format!("vm={} warning: {w}", dom.name));
     }
+    let mut lines = Vec::new();
     for iface in &dom.interfaces {
         let by_dev = iface
             .dev
@@ -332,9 +366,28 @@ fn print_flows(
             }
         };
         let key = IfaceKey::derive(&dom.uuid, iface.mac);
-        for f in interface_flows(iface, key, port, cfg.arp_mode) {
-            vmguard::outln!("{f}");
-        }
+        lines.extend(interface_flows(iface, key, port, cfg.arp_mode));
+    }
+    for f in lines {
+        vmguard::outln!("{f}");
+    }
+    Ok(())
+}
+
+/// Refuses `--ofport` names that match nothing (a typo would otherwise be ignored and the
+/// number read from OVS, or the flows printed for a port the operator did not mean).
+fn unused_ofports(
+    given: &BTreeMap<String, OfPort>,
+    names: &[String],
+    expected: impl Fn() -> String,
+) -> Result<()> {
+    let unknown: Vec<&str> = given
+        .keys()
+        .filter(|k| !names.contains(k))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        bail!("--ofport {}: not {}", unknown.join(", "), expected());
     }
     Ok(())
 }

@@ -905,3 +905,42 @@ fn flows_with_every_ofport_given_needs_no_ovs() {
     assert!(run.stderr.contains("--ofport"), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
+
+#[test]
+fn flows_refuses_an_ofport_for_no_interface_or_uplink() {
+    let vg = Vmguard::new(None, BR, &[UPLINK], "direct");
+    // A typo must not be ignored (the number would silently come from OVS, or not be used).
+    for args in [
+        &["flows", "--ofport", "vnet1=5", "--ofport", "vnet9=9"][..],
+        &[
+            "flows",
+            "--ofport",
+            "vnet1=5",
+            "--ofport",
+            "52:54:00:00:99:99=9",
+        ][..],
+        &[
+            "flows",
+            "--base",
+            "--ofport",
+            "upstream=1",
+            "--ofport",
+            "uplink=2",
+        ][..],
+    ] {
+        let run = vg.run(args, &VM1.xml());
+        fail(&run, &format!("{args:?}"));
+        let bad = args.last().and_then(|a| a.split('=').next()).unwrap_or("");
+        assert!(
+            run.stderr.contains(&format!("--ofport {bad}: not ")),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    // The interface's MAC is as good as its device name.
+    let by_dev = vg.run(&["flows", "--ofport", "vnet1=5"], &VM1.xml()).ok();
+    let mac = format!("{}=5", VM1.mac.to_ascii_uppercase());
+    let by_mac = vg.run(&["flows", "--ofport", &mac], &VM1.xml()).ok();
+    assert_eq!(by_dev.stdout, by_mac.stdout);
+}
