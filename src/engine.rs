@@ -12,7 +12,7 @@ use crate::compile::{base_flows, interface_flows};
 use crate::config::{Config, Uplink};
 use crate::domain::{DomainError, DomainIdentity, GuardedDomain, GuardedInterface};
 use crate::flow::{DumpedFlow, Flow, FlowKey};
-use crate::model::{DomainUuid, MacAddr, OfPort, PortName};
+use crate::model::{natural_cmp, DomainUuid, MacAddr, OfPort, PortName};
 use crate::ovs::{BridgeRow, InterfaceRow, Ovs, OvsError, REQUIRED_PROTOCOLS};
 use crate::pipeline::{Cookie, IfaceKey, Reason};
 
@@ -1057,6 +1057,9 @@ impl<'a> Guard<'a> {
                 base.extra.len()
             ));
         }
+        // Rows and drift by domain name and MAC, not by the keys' hash order.
+        let mut records: Vec<_> = records.into_iter().collect();
+        records.sort_by(|(_, a), (_, b)| natural_cmp(&a.domain, &b.domain).then(a.mac.cmp(&b.mac)));
         let mut interfaces = Vec::new();
         for (key, record) in records {
             let live = ifaces

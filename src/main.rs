@@ -127,9 +127,10 @@ enum Cmd {
         #[arg(long)]
         no_trace: bool,
     },
-    /// One row per guarded interface: domain, port, addresses, flows installed/expected and
-    /// packets dropped so far per reason; drift is listed below the table. Exits 0 unless it
-    /// cannot read the switch (2): `verify` is the check that fails on drift.
+    /// One row per guarded interface, by domain name (vm9 before vm12) then MAC: domain, port,
+    /// addresses, flows installed/expected and packets dropped so far per reason; drift is
+    /// listed below the table. Exits 0 unless it cannot read the switch (2): `verify` is the
+    /// check that fails on drift.
     Status {
         /// Machine-readable output.
         #[arg(long)]

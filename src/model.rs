@@ -255,8 +255,53 @@ macro_rules! serde_via_str {
 }
 serde_via_str!(MacAddr, OfPort, PortName, DomainUuid);
 
+/// Compares names as people read them, runs of digits as numbers: `vm-2` before `vm-10`,
+/// `vm9` before `vm12`. Names equal that way (`vm01`, `vm1`) fall back to their bytes.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn unpadded(s: &[u8]) -> &[u8] {
+        &s[s.iter().take_while(|&&c| c == b'0').count()..]
+    }
+    use std::cmp::Ordering;
+    let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (n, m) = (digits(x), digits(y));
+                let (nx, ny) = (unpadded(&x[..n]), unpadded(&y[..m]));
+                let o = nx.len().cmp(&ny.len()).then_with(|| nx.cmp(ny));
+                if o != Ordering::Equal {
+                    return o;
+                }
+                (x, y) = (&x[n..], &y[m..]);
+            }
+            (Some(c), Some(d)) if c != d => return c.cmp(d),
+            _ => (x, y) = (&x[1..], &y[1..]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_sort_with_their_numbers_as_numbers() {
+        let mut names = vec![
+            "vm12", "vm-10", "vm3", "ann-2", "vm-9", "vm", "ann-10", "vm01", "vm1", "b", "ann-1x",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            [
+                "ann-1x", "ann-2", "ann-10", "b", "vm", "vm-9", "vm-10", "vm01", "vm1", "vm3",
+                "vm12"
+            ]
+        );
+        assert_eq!(natural_cmp("x", "x"), std::cmp::Ordering::Equal);
+    }
+
     use super::*;
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::domain::{DomainError, DomainXml};
-use crate::model::DomainUuid;
+use crate::model::{natural_cmp, DomainUuid};
 use pool::{AllocError, Inventory, Pool, UserName};
 use render::{NewVm, Row, Template, TemplateError};
 use virsh::{Libvirt, VirshError};
@@ -112,18 +112,8 @@ pub fn read_records(lv: &dyn Libvirt) -> Result<Vec<Record>, ProvisionError> {
     }
     // A stable order whatever the domains' states (virsh lists running ones first), so the
     // reservations file only changes when an address does.
-    out.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    out.sort_by(|a, b| natural_cmp(&a.name, &b.name));
     Ok(out)
-}
-
-/// `USER-N` sorts by user, then by N as a number (`x-2` before `x-10`).
-fn natural_key(name: &str) -> (&str, Option<u64>, &str) {
-    match name.rsplit_once('-') {
-        Some((user, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-            (user, n.parse().ok(), name)
-        }
-        _ => (name, None, name),
-    }
 }
 
 /// What every record owns. Unreadable XML or broken metadata is an error: allocating next to

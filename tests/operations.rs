@@ -1455,6 +1455,37 @@ fn status_counts_drops_per_vm_and_reason() {
     }
 }
 
+#[test]
+fn status_lists_interfaces_by_domain_name() {
+    let (ovs, vg) = prepared();
+    // Installed in an order that is neither the names' nor the cookies'.
+    let vms: Vec<Vm> = [7, 3, 12, 1, 9, 5].into_iter().map(vm).collect();
+    for v in &vms {
+        plug(&ovs, v);
+        vg.run(&["apply"], &v.xml()).ok();
+    }
+    // Numbers in names count as numbers: vm9 before vm12.
+    let want = ["vm1", "vm3", "vm5", "vm7", "vm9", "vm12"];
+
+    let j = json(&vg.run(&["status", "--json"], "").ok());
+    let got: Vec<&str> = j["interfaces"]
+        .as_array()
+        .expect("interfaces[]")
+        .iter()
+        .map(|r| r["domain"].as_str().expect("domain"))
+        .collect();
+    assert_eq!(got, want, "status --json rows");
+
+    let table = vg.run(&["status"], "").ok().stdout;
+    let got: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|d| want.contains(d))
+        .collect();
+    assert_eq!(got, want, "status table rows:\n{table}");
+}
+
 // =============================================================================================
 // 7. install-hook
 
