@@ -32,7 +32,7 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
                 json!({
                     "domain": i.record.domain,
                     "mac": i.record.mac.to_string(),
-                    "ofport": i.live_ofport.map(|p| p.to_string()),
+                    "ofport": i.live_ofport.map(|p| p.get()),
                     "probes": results.iter().map(|p| json!({
                         "probe": p.label,
                         "expect": format!("{:?}", p.expect).to_lowercase(),
@@ -109,8 +109,8 @@ pub fn status(audit: &Audit, as_json: bool) {
                     "domain": i.record.domain,
                     "uuid": i.record.uuid.to_string(),
                     "port": i.record.dev.as_ref().map(|d| d.to_string()),
-                    "ofport": i.live_ofport.map(|p| p.to_string()),
-                    "recorded_ofport": i.record.ofport.to_string(),
+                    "ofport": i.live_ofport.map(|p| p.get()),
+                    "recorded_ofport": i.record.ofport.get(),
                     "mac": i.record.mac.to_string(),
                     "ipv4": i.record.ipv4.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "ipv6": i.record.ipv6.iter().map(|a| a.to_string()).collect::<Vec<_>>(),

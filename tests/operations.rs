@@ -1342,6 +1342,7 @@ fn verify_reports_drift_by_vm_and_foreign_flows() {
     let ports = j["ports"].as_array().expect("ports[]");
     assert_eq!(ports.len(), 2, "one entry per guarded port: {j:#}");
     for p in ports {
+        assert!(p["ofport"].is_u64(), "ofport is a number: {p:#}");
         let probes = p["probes"].as_array().expect("ports[].probes[]");
         assert!(!probes.is_empty(), "no probes for {p:#}");
         for probe in probes {
@@ -1431,7 +1432,8 @@ fn status_counts_drops_per_vm_and_reason() {
         let r = row(v);
         assert_eq!(r["mac"], v.mac.as_str(), "{r:#}");
         assert_eq!(r["port"], v.dev.as_str(), "{r:#}");
-        assert_eq!(r["ofport"], v.ofport.to_string(), "{r:#}");
+        assert_eq!(r["ofport"], v.ofport, "{r:#}");
+        assert_eq!(r["recorded_ofport"], v.ofport, "{r:#}");
         let expected = r["flows_expected"].as_u64().expect("flows_expected");
         assert!(expected > 0, "{r:#}");
         assert_eq!(r["flows_installed"], expected, "{r:#}");
