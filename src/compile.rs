@@ -4,7 +4,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::ArpMode;
 use crate::domain::GuardedInterface;
-use crate::flow::{Action, Flow, Frag, MatchBuilder as M, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_RARP};
+use crate::flow::{
+    Action, Flow, Frag, MatchBuilder as M, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_RARP, ETH_VLAN_TAGS,
+};
 use crate::frames::solicited_node;
 use crate::model::{MacAddr, OfPort};
 use crate::pipeline::{prio, Cookie, IfaceKey, Reason, Table};
@@ -473,6 +475,17 @@ pub fn base_flows(uplinks: &[OfPort]) -> Vec<Flow> {
             M::new().in_port(*u).icmp6().icmp_type(ICMP6_NS),
             goto(Table::NdSteer),
         );
+        // Stacked tags: OVS reads the frame's type as a tag, Linux strips priority tags and
+        // acts on the ARP or NS inside. A broadcast or multicast one cannot be steered to an
+        // owner, so it never reaches a VM (unicast ones are plain L2).
+        for tpid in ETH_VLAN_TAGS {
+            e.pass(
+                Table::PortGuard,
+                prio::OWNER,
+                M::new().in_port(*u).dl_type(tpid).dl_dst_group(),
+                goto(Table::ToUplinks),
+            );
+        }
         e.pass(
             Table::PortGuard,
             prio::ALLOW,

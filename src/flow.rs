@@ -11,6 +11,9 @@ pub const ETH_IPV4: u16 = 0x0800;
 pub const ETH_IPV6: u16 = 0x86dd;
 pub const ETH_ARP: u16 = 0x0806;
 pub const ETH_RARP: u16 = 0x8035;
+/// 802.1Q and 802.1ad tag protocol identifiers: a frame's type when OVS did not parse its
+/// inner tag (OVS parses only the outer one by default).
+pub const ETH_VLAN_TAGS: [u16; 2] = [0x8100, 0x88a8];
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -155,6 +158,10 @@ impl MatchBuilder {
     /// Eth dst with the group bit clear: a unicast frame.
     pub fn dl_dst_unicast(self) -> Self {
         self.push(Field::DlDst, 0, 0x0100_0000_0000)
+    }
+    /// Eth dst with the group bit set: broadcast or multicast.
+    pub fn dl_dst_group(self) -> Self {
+        self.push(Field::DlDst, 0x0100_0000_0000, 0x0100_0000_0000)
     }
     pub fn dl_type(self, t: u16) -> Self {
         self.push(Field::DlType, t.into(), Self::full(16))

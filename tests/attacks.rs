@@ -548,6 +548,105 @@ fn uplink_arp_request_with_ieee802_hardware_type_is_steered_responder_mode() {
     uplink_ieee802_arp(ArpMode::Responder);
 }
 
+/// `frame` with 802.1Q/802.1ad tags (outermost first, as (tpid, tci)) after its MAC addresses.
+fn with_tags(frame: &Frame, tags: &[(u16, u16)]) -> Frame {
+    let b = frame.bytes();
+    let tags: Vec<u8> = tags
+        .iter()
+        .flat_map(|(tpid, tci)| [tpid.to_be_bytes(), tci.to_be_bytes()].concat())
+        .collect();
+    Frame([&b[..12], &tags, &b[12..]].concat())
+}
+
+/// SPEC "Must be delivered" 10: "ARP requests from an uplink for a VM's IP go only to that VM
+/// (or are answered); requests for an IP that no VM owns never reach a VM port" — and NS the
+/// same way. OVS parses one tag by default, so behind stacked tags (802.1ad + 802.1Q, or 802.1Q
+/// twice or thrice, VID 0) a frame's type reads 0x8100 or 0x88a8 and no ARP/ND steering flow
+/// sees it; Linux strips priority tags, stacked ones too, and answers and learns from the ARP
+/// or NS inside (checked on 6.18). Unicast ones stay plain L2.
+fn uplink_stacked_tags(mode: ArpMode) {
+    let (ovs, _keys) = install(mode);
+    let arp_for = |tpa| arp_raw(GW_MAC, 1, 1, (GW_MAC, GW4), tpa);
+    let ns_for = |target| {
+        let sn = fr::solicited_node(target);
+        icmp6(
+            GW_MAC,
+            BROADCAST,
+            GW6,
+            sn,
+            135,
+            &ns_body(target, &[lla(1, GW_MAC)]),
+        )
+    };
+    let unicast_to_a = {
+        let mut f = arp_for(A4);
+        f.0[..6].copy_from_slice(&A_MAC);
+        f
+    };
+    let mut results = Vec::new();
+    for (label, tags) in [
+        ("802.1Q VID 0", &[(0x8100u16, 0u16)][..]),
+        ("802.1ad VID 0 + 802.1Q VID 0", &[(0x88a8, 0), (0x8100, 0)]),
+        ("802.1Q VID 0 twice", &[(0x8100, 0), (0x8100, 0)]),
+        (
+            "802.1Q VID 0 thrice",
+            &[(0x8100, 0), (0x8100, 0), (0x8100, 0)],
+        ),
+        ("802.1Q VID 0 + 802.1ad VID 0", &[(0x8100, 0), (0x88a8, 0)]),
+    ] {
+        results.push(delivered(
+            &ovs,
+            &format!("ARP request for 10.0.0.99 (nobody's) behind {label}"),
+            "upstream",
+            &with_tags(&arp_for(NOBODY4), tags),
+            &[],
+        ));
+        results.push(delivered(
+            &ovs,
+            &format!("NS for 2001:db8::99 (nobody's) behind {label}"),
+            "upstream",
+            &with_tags(&ns_for("2001:db8::99".parse().unwrap()), tags),
+            &[],
+        ));
+        for (what, frame) in [
+            ("ARP request for A's 10.0.0.10", arp_for(A4)),
+            ("NS for A's 2001:db8::a", ns_for(A6)),
+        ] {
+            let frame = with_tags(&frame, tags);
+            let to: BTreeSet<String> = ovs
+                .send_capture(BR, "upstream", &frame.hex())
+                .into_keys()
+                .collect();
+            // The uplink gets the switch's answer in responder mode.
+            if !to.iter().all(|p| p == "vnetA" || p == "upstream") {
+                results.push(Err(format!(
+                    "{what} behind {label} (from upstream) came out of {to:?}; of the VMs only \
+                     vnetA (or none) may get it\n{}",
+                    explain(&ovs, "upstream", &frame)
+                )));
+            }
+        }
+        results.push(delivered(
+            &ovs,
+            &format!("unicast ARP request to A's MAC behind {label}"),
+            "upstream",
+            &with_tags(&unicast_to_a, tags),
+            &["vnetA"],
+        ));
+    }
+    check(results);
+}
+
+#[test]
+fn uplink_arp_and_ns_behind_stacked_tags_reach_no_other_vm_direct_mode() {
+    uplink_stacked_tags(ArpMode::Direct);
+}
+
+#[test]
+fn uplink_arp_and_ns_behind_stacked_tags_reach_no_other_vm_responder_mode() {
+    uplink_stacked_tags(ArpMode::Responder);
+}
+
 /// RFC 4861 7.1.1: a host ignores an NS whose hop limit is not 255 (it may come from off-link).
 /// In responder mode the switch must not answer one in the owner's name: the owner gets it, as
 /// in direct mode, and its stack decides.
