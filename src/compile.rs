@@ -9,7 +9,7 @@ use crate::flow::{
 };
 use crate::frames::solicited_node;
 use crate::model::{MacAddr, OfPort};
-use crate::pipeline::{prio, Cookie, IfaceKey, Reason, Table};
+use crate::pipeline::{prio, Cookie, IfaceKey, Reason, Table, FROM_UPLINK};
 
 const DHCP_SERVER_PORT: u16 = 67;
 const DHCP_CLIENT_PORT: u16 = 68;
@@ -156,6 +156,19 @@ pub fn interface_flows(
         M::new().dl_dst(mac),
         vec![Action::Output(port)],
     );
+    // IPv6 from an uplink to an owned address goes to the owner with its MAC. A VM can make the
+    // gateway cache another MAC for its own address through ND options OVS cannot see (a Router
+    // Solicitation's source link-layer option): the gateway's traffic for it would then reach
+    // another VM, or every port as unknown unicast. (A VM's own frames keep their destination:
+    // one sent to the router is routed.)
+    for ip in &iface.ipv6 {
+        e.pass(
+            Table::L2Forward,
+            prio::OWNER_ADDRESS,
+            M::new().reg1(FROM_UPLINK).ipv6().ipv6_dst(*ip),
+            vec![Action::SetEthDst(mac), Action::Output(port)],
+        );
+    }
     e.flows
 }
 
@@ -461,19 +474,21 @@ pub fn base_flows(uplinks: &[OfPort]) -> Vec<Flow> {
         key: IfaceKey::BASE,
     };
 
-    // port_guard: uplinks are trusted; everything else without a VM's flows is dropped.
+    // port_guard: uplinks are trusted (and marked as such in reg1); everything else without a
+    // VM's flows is dropped.
+    let from_uplink = |t: Table| vec![Action::SetReg1(FROM_UPLINK), Action::Goto(t)];
     for u in uplinks {
         e.pass(
             Table::PortGuard,
             prio::OWNER,
             M::new().in_port(*u).arp(),
-            goto(Table::ArpSteer),
+            from_uplink(Table::ArpSteer),
         );
         e.pass(
             Table::PortGuard,
             prio::OWNER,
             M::new().in_port(*u).icmp6().icmp_type(ICMP6_NS),
-            goto(Table::NdSteer),
+            from_uplink(Table::NdSteer),
         );
         // Stacked tags: OVS reads the frame's type as a tag, Linux strips priority tags and
         // acts on the ARP or NS inside. A broadcast or multicast one cannot be steered to an
@@ -483,14 +498,14 @@ pub fn base_flows(uplinks: &[OfPort]) -> Vec<Flow> {
                 Table::PortGuard,
                 prio::OWNER,
                 M::new().in_port(*u).dl_type(tpid).dl_dst_group(),
-                goto(Table::ToUplinks),
+                from_uplink(Table::ToUplinks),
             );
         }
         e.pass(
             Table::PortGuard,
             prio::ALLOW,
             M::new().in_port(*u),
-            goto(Table::L2Forward),
+            from_uplink(Table::L2Forward),
         );
     }
     e.drop(Table::PortGuard, prio::DEFAULT, Reason::Unguarded, M::new());

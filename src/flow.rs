@@ -25,6 +25,7 @@ const ND_ADVERT_FLAGS: u32 = 0x6000_0000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {
     Reg0,
+    Reg1,
     InPort,
     VlanTci,
     DlSrc,
@@ -93,6 +94,7 @@ pub enum Action {
     InPort,
     Drop,
     SetReg0(u32),
+    SetReg1(u32),
     /// The ARP responder's rewrite of a request into a reply from `mac`/`ip`.
     ArpReply(MacAddr, Ipv4Addr),
     /// The ND responder's rewrite of a solicitation into a solicited, overriding advertisement
@@ -101,6 +103,8 @@ pub enum Action {
     NdAdvert(MacAddr, Ipv6Addr),
     /// Sets the target link-layer address option of an NA.
     SetNdTll(MacAddr),
+    /// Sets the Ethernet destination.
+    SetEthDst(MacAddr),
 }
 
 /// One OpenFlow flow as vmguard installs it.
@@ -144,6 +148,9 @@ impl MatchBuilder {
     }
     pub fn reg0(self, v: u32) -> Self {
         self.push(Field::Reg0, v.into(), Self::full(32))
+    }
+    pub fn reg1(self, v: u32) -> Self {
+        self.push(Field::Reg1, v.into(), Self::full(32))
     }
     /// No 802.1Q tag present (the CFI/"present" bit of vlan_tci clear).
     pub fn untagged(self) -> Self {
@@ -307,6 +314,7 @@ impl Flow {
         for m in &self.matches {
             let name = match m.field {
                 Field::Reg0 => "reg0",
+                Field::Reg1 => "reg1",
                 Field::InPort => "in_port",
                 Field::VlanTci => "vlan_tci",
                 Field::DlSrc => "dl_src",
@@ -355,6 +363,7 @@ impl Flow {
                 Action::InPort => write!(out, "IN_PORT"),
                 Action::Drop => write!(out, "drop"),
                 Action::SetReg0(v) => write!(out, "set_field:{v:#x}->reg0"),
+                Action::SetReg1(v) => write!(out, "set_field:{v:#x}->reg1"),
                 Action::ArpReply(mac, ip) => write!(
                     out,
                     "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{mac}->eth_src,set_field:2->arp_op,\
@@ -371,6 +380,7 @@ impl Flow {
                     ND_ADVERT_FLAGS
                 ),
                 Action::SetNdTll(mac) => write!(out, "set_field:{mac}->nd_tll"),
+                Action::SetEthDst(mac) => write!(out, "set_field:{mac}->eth_dst"),
             }
             .expect("writing to a String cannot fail");
         }
@@ -434,12 +444,13 @@ fn format_value(m: &Match, is_v6: bool) -> String {
             .map(|p| p.to_string())
             .unwrap_or_else(|_| m.value.to_string()),
         Field::Reg0
+        | Field::Reg1
         | Field::NwProto
         | Field::TpSrc
         | Field::TpDst
         | Field::NdOptionsType
         | Field::NwTtl => {
-            if m.field == Field::Reg0 && m.value != 0 {
+            if matches!(m.field, Field::Reg0 | Field::Reg1) && m.value != 0 {
                 format!("{:#x}", m.value)
             } else {
                 m.value.to_string()

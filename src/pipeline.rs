@@ -29,8 +29,9 @@ pub enum Table {
     /// (sets the target link-layer address, which OVS lets a flow set only on a packet it
     /// matches as an NA) and sends it back out of the ingress port.
     NdAnswer = 55,
-    /// Ordinary L2 forwarding: unicast to a guarded VM's MAC goes straight to its port, the
-    /// rest to OVS's NORMAL switching.
+    /// Ordinary L2 forwarding: IPv6 from an uplink to an owned address goes to its owner with
+    /// the owner's MAC; unicast to a guarded VM's MAC goes straight to its port; the rest to
+    /// OVS's NORMAL switching.
     L2Forward = 60,
     /// Output to every uplink (shared so per-VM flows never name uplink port numbers).
     ToUplinks = 70,
@@ -74,6 +75,10 @@ impl Table {
     }
 }
 
+/// `reg1` holds this value from `port_guard` on when the frame entered from an uplink: the
+/// tables after it tell uplink traffic from a VM's without naming uplink port numbers.
+pub const FROM_UPLINK: u32 = 1;
+
 /// Named priorities. Within one table, flows of one band never overlap (checked by a test);
 /// a higher band wins over a lower one.
 pub mod prio {
@@ -92,6 +97,9 @@ pub mod prio {
     pub const ND_DROP: u16 = 190;
     /// Owner-specific allow/steer flows.
     pub const OWNER: u16 = 200;
+    /// IPv6 to an owned address goes to its owner with the owner's MAC, whatever MAC the
+    /// sender used: above the per-MAC forwarding it corrects.
+    pub const OWNER_ADDRESS: u16 = 220;
     /// Responder mode: solicitations the switch cannot answer (no source link-layer address
     /// option) go to the owner.
     pub const OWNER_UNANSWERABLE: u16 = 240;

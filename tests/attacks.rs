@@ -647,6 +647,107 @@ fn uplink_arp_and_ns_behind_stacked_tags_reach_no_other_vm_responder_mode() {
     uplink_stacked_tags(ArpMode::Responder);
 }
 
+/// SPEC "Must be delivered" 4 lets an RS from A's addresses through, and OVS cannot see an RS's
+/// options, so A can make the gateway cache any MAC for A's *own* address (RFC 4861 6.2.6: a
+/// router updates its neighbour entry from an RS's source link-layer option; Linux does). The
+/// gateway's traffic for A would then reach B, or every port as unknown unicast. vmguard
+/// delivers IPv6 from an uplink to an owned address to its owner, with the owner's MAC,
+/// whatever MAC the frame carries; a VM's own frames keep theirs (one sent to the router is
+/// routed, not short-cut).
+fn uplink_ipv6_to_an_owned_address(mode: ArpMode) {
+    let (ovs, _keys) = install(mode);
+    let mut results = Vec::new();
+    // The attack itself: an RS from A naming the gateway's, B's or nobody's MAC reaches the
+    // gateway (allowed: RS from owned addresses must be delivered).
+    for sll in [NOBODY_MAC, B_MAC, GW_MAC] {
+        let rs = icmp6(
+            A_MAC,
+            BROADCAST,
+            A_LLA,
+            "ff02::2".parse().unwrap(),
+            133,
+            &fr::nd_rs_body(Some(sll)),
+        );
+        results.push(delivered(
+            &ovs,
+            "RS from A naming another MAC",
+            "vnetA",
+            &rs,
+            &["upstream"],
+        ));
+    }
+    // NORMAL learns where the gateway is.
+    let hello = fr::ipv6_frame(
+        fr::ipv6_multicast_mac("ff02::1".parse().unwrap()),
+        GW_MAC,
+        &Ipv6 {
+            src: GW6,
+            dst: "ff02::1".parse().unwrap(),
+            next_header: IPPROTO_UDP,
+            hop_limit: 64,
+        },
+        &fr::udp_v6(GW6, "ff02::1".parse().unwrap(), 9, 9, b"hello"),
+    );
+    ovs.send_capture(BR, "upstream", &hello.hex());
+
+    let udp = |dl_dst: Mac, src: Ipv6Addr, dl_src: Mac, dst: Ipv6Addr| {
+        let h = Ipv6 {
+            src,
+            dst,
+            next_header: IPPROTO_UDP,
+            hop_limit: 64,
+        };
+        fr::ipv6_frame(
+            dl_dst,
+            dl_src,
+            &h,
+            &fr::udp_v6(src, dst, 4000, 5000, b"data"),
+        )
+    };
+    let multicast = fr::ipv6_multicast_mac("ff02::1".parse().unwrap());
+    for dst in [A6, A_LLA] {
+        for (label, dl_dst) in [
+            ("nobody's MAC", NOBODY_MAC),
+            ("B's MAC", B_MAC),
+            ("C's MAC", C_MAC),
+            ("a multicast MAC", multicast),
+            ("A's MAC", A_MAC),
+        ] {
+            let frame = udp(dl_dst, GW6, GW_MAC, dst);
+            let mut want = frame.bytes().to_vec();
+            want[..6].copy_from_slice(&A_MAC);
+            let out = ovs.send_capture(BR, "upstream", &frame.hex());
+            let to_a = Frame(want).hex();
+            if out.len() != 1 || out.get("vnetA") != Some(&vec![to_a.clone()]) {
+                results.push(Err(format!(
+                    "gateway's IPv6 to A's {dst} sent to {label}: came out as {out:?}, expected \
+                     only vnetA with A's MAC: {to_a}\n{}",
+                    explain(&ovs, "upstream", &frame)
+                )));
+            }
+        }
+    }
+    // A VM's frame for A's address sent to the router's MAC goes to the router, unchanged.
+    results.push(delivered(
+        &ovs,
+        "B's IPv6 to A's 2001:db8::a via the router's MAC",
+        "vnetB",
+        &udp(GW_MAC, B_LLA, B_MAC, A6),
+        &["upstream"],
+    ));
+    check(results);
+}
+
+#[test]
+fn uplink_ipv6_to_an_owned_address_reaches_its_owner_whatever_the_mac_direct_mode() {
+    uplink_ipv6_to_an_owned_address(ArpMode::Direct);
+}
+
+#[test]
+fn uplink_ipv6_to_an_owned_address_reaches_its_owner_whatever_the_mac_responder_mode() {
+    uplink_ipv6_to_an_owned_address(ArpMode::Responder);
+}
+
 /// RFC 4861 7.1.1: a host ignores an NS whose hop limit is not 255 (it may come from off-link).
 /// In responder mode the switch must not answer one in the owner's name: the owner gets it, as
 /// in direct mode, and its stack decides.
