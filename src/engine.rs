@@ -1162,6 +1162,27 @@ impl<'a> Guard<'a> {
                 format!("OVS port {} is not on bridge {}", found.name, self.bridge()),
             ));
         }
+        // An uplink is trusted whatever it sends, and the bridge's own port is the host: a VM's
+        // flows there would overlap the uplink's admission flows.
+        let uplink = self.cfg.uplinks.iter().any(|u| match u {
+            Uplink::Port(p) => p.as_str() == found.name,
+            Uplink::Local => false,
+        });
+        if uplink || found.name == self.bridge() {
+            return Err(err(
+                "target dev",
+                format!(
+                    "OVS port {} is {} of bridge {}, not a VM's port",
+                    found.name,
+                    if uplink {
+                        "an uplink"
+                    } else {
+                        "the LOCAL port"
+                    },
+                    self.bridge()
+                ),
+            ));
+        }
         found.ofport.ok_or_else(|| {
             err(
                 "ofport",

@@ -364,11 +364,24 @@ fn a_missing_port_or_an_unreachable_ovs_is_refused() {
     run_cases(
         &ovs,
         &vg,
-        vec![case(
-            "the interface's port is not in OVS",
-            domain_xml(NAME, UUID, BR, &[(MAC, "vnet77", &["10.0.0.6"])]),
-            &[MAC, "vnet77"],
-        )],
+        vec![
+            case(
+                "the interface's port is not in OVS",
+                domain_xml(NAME, UUID, BR, &[(MAC, "vnet77", &["10.0.0.6"])]),
+                &[MAC, "vnet77"],
+            ),
+            // Its flows would overlap the uplink's admission flows in table 0.
+            case(
+                "the interface's port is the uplink",
+                domain_xml(NAME, UUID, BR, &[(MAC, UPLINK, &["10.0.0.6"])]),
+                &[MAC, UPLINK, "an uplink"],
+            ),
+            case(
+                "the interface's port is the bridge's LOCAL port",
+                domain_xml(NAME, UUID, BR, &[(MAC, BR, &["10.0.0.6"])]),
+                &[MAC, "LOCAL"],
+            ),
+        ],
     );
 
     // The same good domain, but the config points at a run directory where no OVS listens.
