@@ -619,6 +619,16 @@ pub fn base_flows(uplinks: &[OfPort]) -> Vec<Flow> {
         Reason::NdSpoof,
         M::new().dl_dst(MacAddr::ZERO),
     );
+    // Unicast to a MAC no guarded interface has (theirs are forwarded above) is for a host
+    // behind an uplink: no VM can own it. NORMAL would flood it to every VM until it learned the
+    // gateway's MAC, and it never does: the gateway's ARP, NS and unicast to VMs are steered
+    // around it. So any VM could read the others' traffic to the gateway.
+    e.pass(
+        Table::L2Forward,
+        prio::ALLOW,
+        M::new().dl_dst_unicast(),
+        goto(Table::ToUplinks),
+    );
     e.pass(
         Table::L2Forward,
         prio::DEFAULT,

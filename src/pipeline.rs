@@ -29,9 +29,9 @@ pub enum Table {
     /// (sets the target link-layer address, which OVS lets a flow set only on a packet it
     /// matches as an NA) and sends it back out of the ingress port.
     NdAnswer = 55,
-    /// Ordinary L2 forwarding: IPv6 from an uplink to an owned address goes to its owner with
-    /// the owner's MAC; unicast to a guarded VM's MAC goes straight to its port; the rest to
-    /// OVS's NORMAL switching.
+    /// L2 forwarding: IPv6 from an uplink to an owned address goes to its owner with the
+    /// owner's MAC; unicast to a guarded VM's MAC goes straight to its port, other unicast to
+    /// the uplinks; broadcast and multicast to OVS's NORMAL switching.
     L2Forward = 60,
     /// Output to every uplink (shared so per-VM flows never name uplink port numbers).
     ToUplinks = 70,

@@ -748,6 +748,130 @@ fn uplink_ipv6_to_an_owned_address_reaches_its_owner_whatever_the_mac_responder_
     uplink_ipv6_to_an_owned_address(ArpMode::Responder);
 }
 
+/// SPEC "Must be delivered" 12: unicast to a learned MAC goes to its port. `NORMAL` never learns
+/// the gateway's MAC on a guarded bridge: the gateway's ARP and NS are steered and its unicast to
+/// VMs goes straight to their ports, all around `NORMAL`. A VM's unicast to the gateway was then
+/// flooded to every other VM port, where any VM could read it (a promiscuous socket sees it).
+/// No VM can own a MAC that is not a guarded interface's, so such unicast goes to the uplinks
+/// only; from an uplink (a departed VM's MAC) it reaches no VM.
+fn unicast_to_a_mac_no_vm_has(mode: ArpMode) {
+    let (ovs, _keys) = install(mode);
+    let internet4 = Ipv4Addr::new(192, 0, 2, 80);
+    let internet6: Ipv6Addr = "2001:db8:ffff::80".parse().unwrap();
+    let udp6 = |dl_dst: Mac, dl_src: Mac, src: Ipv6Addr, dst: Ipv6Addr| {
+        let h = Ipv6 {
+            src,
+            dst,
+            next_header: IPPROTO_UDP,
+            hop_limit: 64,
+        };
+        fr::ipv6_frame(
+            dl_dst,
+            dl_src,
+            &h,
+            &fr::udp_v6(src, dst, 40000, 53, b"secret query"),
+        )
+    };
+    let udp4 = |dl_dst: Mac, dl_src: Mac, src: Ipv4Addr, dst: Ipv4Addr| {
+        let h = Ipv4::new(src, dst, IPPROTO_UDP);
+        fr::ipv4_frame(
+            dl_dst,
+            dl_src,
+            &h,
+            &fr::udp_v4(src, dst, 40000, 53, b"secret query"),
+        )
+    };
+    // What a gateway sends toward A: ARP request, NS, unicast IPv4 and IPv6.
+    for f in [
+        arp_raw(GW_MAC, 1, 1, (GW_MAC, GW4), A4),
+        icmp6(
+            GW_MAC,
+            BROADCAST,
+            GW6,
+            fr::solicited_node(A6),
+            135,
+            &ns_body(A6, &[lla(1, GW_MAC)]),
+        ),
+        udp4(A_MAC, GW_MAC, internet4, A4),
+        udp6(A_MAC, GW_MAC, internet6, A6),
+    ] {
+        ovs.send_capture(BR, "upstream", &f.hex());
+    }
+    let reply = fr::arp(
+        GW_MAC,
+        A_MAC,
+        &fr::Arp {
+            op: 2,
+            sha: A_MAC,
+            spa: A4,
+            tha: GW_MAC,
+            tpa: GW4,
+        },
+    );
+    let results = vec![
+        delivered(
+            &ovs,
+            "A's ARP reply to the gateway",
+            "vnetA",
+            &reply,
+            &["upstream"],
+        ),
+        delivered(
+            &ovs,
+            "A's IPv4 via the gateway's MAC",
+            "vnetA",
+            &udp4(GW_MAC, A_MAC, A4, internet4),
+            &["upstream"],
+        ),
+        delivered(
+            &ovs,
+            "A's IPv6 via the gateway's MAC",
+            "vnetA",
+            &udp6(GW_MAC, A_MAC, A6, internet6),
+            &["upstream"],
+        ),
+        delivered(
+            &ovs,
+            "A's IPv4 to a MAC nobody has",
+            "vnetA",
+            &udp4(NOBODY_MAC, A_MAC, A4, internet4),
+            &["upstream"],
+        ),
+        delivered(
+            &ovs,
+            "A's IPv4 to B's MAC",
+            "vnetA",
+            &udp4(B_MAC, A_MAC, A4, B4),
+            &["vnetB"],
+        ),
+        delivered(
+            &ovs,
+            "A's IPv4 broadcast",
+            "vnetA",
+            &udp4(BROADCAST, A_MAC, A4, Ipv4Addr::BROADCAST),
+            &["upstream", "vnetB", "vnetC", "stray", BR],
+        ),
+        delivered(
+            &ovs,
+            "the gateway's IPv4 to a departed VM's MAC",
+            "upstream",
+            &udp4(NOBODY_MAC, GW_MAC, internet4, NOBODY4),
+            &[],
+        ),
+    ];
+    check(results);
+}
+
+#[test]
+fn unicast_to_a_mac_no_vm_has_goes_to_the_uplinks_only_direct_mode() {
+    unicast_to_a_mac_no_vm_has(ArpMode::Direct);
+}
+
+#[test]
+fn unicast_to_a_mac_no_vm_has_goes_to_the_uplinks_only_responder_mode() {
+    unicast_to_a_mac_no_vm_has(ArpMode::Responder);
+}
+
 /// RFC 4861 7.1.1: a host ignores an NS whose hop limit is not 255 (it may come from off-link).
 /// In responder mode the switch must not answer one in the owner's name: the owner gets it, as
 /// in direct mode, and its stack decides.
