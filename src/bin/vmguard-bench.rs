@@ -3158,7 +3158,7 @@ fn real_main(opts: Opts) -> Result<()> {
         // Many short pairs rather than a few long ones: the machine is shared, and the ratio
         // is taken per back-to-back pair.
         iperf_secs: if quick { 1 } else { 3 },
-        iperf_repeats: if quick { 1 } else { 6 },
+        iperf_repeats: if quick { 1 } else { 12 },
         figures: opts.only.clone().unwrap_or_else(|| {
             ["size", "install", "hook", "fanout", "dataplane"]
                 .iter()
