@@ -168,6 +168,23 @@ fn check(results: Vec<Result<(), String>>) {
     );
 }
 
+/// Two tests, `NAME::direct_mode` and `NAME::responder_mode`, running `check` in each ARP mode.
+macro_rules! in_both_modes {
+    ($check:ident: $name:ident) => {
+        mod $name {
+            #[test]
+            fn direct_mode() {
+                super::$check(super::ArpMode::Direct);
+            }
+
+            #[test]
+            fn responder_mode() {
+                super::$check(super::ArpMode::Responder);
+            }
+        }
+    };
+}
+
 // ---- frames --------------------------------------------------------------------------------------
 
 /// Recomputes the IPv4 header checksum of `packet` (header length from its IHL).
@@ -538,14 +555,17 @@ fn uplink_ieee802_arp(mode: ArpMode) {
     ]);
 }
 
-#[test]
-fn uplink_arp_request_with_ieee802_hardware_type_is_steered_direct_mode() {
-    uplink_ieee802_arp(ArpMode::Direct);
-}
+in_both_modes!(uplink_ieee802_arp: uplink_arp_request_with_ieee802_hardware_type_is_steered);
 
-#[test]
-fn uplink_arp_request_with_ieee802_hardware_type_is_steered_responder_mode() {
-    uplink_ieee802_arp(ArpMode::Responder);
+/// A UDP datagram over IPv6 (ports 40000 → 53, hop limit 64).
+fn udp6(dl_dst: Mac, dl_src: Mac, src: Ipv6Addr, dst: Ipv6Addr, data: &[u8]) -> Frame {
+    let h = Ipv6 {
+        src,
+        dst,
+        next_header: IPPROTO_UDP,
+        hop_limit: 64,
+    };
+    fr::ipv6_frame(dl_dst, dl_src, &h, &fr::udp_v6(src, dst, 40000, 53, data))
 }
 
 /// `frame` with 802.1Q/802.1ad tags (outermost first, as (tpid, tci)) after its MAC addresses.
@@ -637,15 +657,7 @@ fn uplink_stacked_tags(mode: ArpMode) {
     check(results);
 }
 
-#[test]
-fn uplink_arp_and_ns_behind_stacked_tags_reach_no_other_vm_direct_mode() {
-    uplink_stacked_tags(ArpMode::Direct);
-}
-
-#[test]
-fn uplink_arp_and_ns_behind_stacked_tags_reach_no_other_vm_responder_mode() {
-    uplink_stacked_tags(ArpMode::Responder);
-}
+in_both_modes!(uplink_stacked_tags: uplink_arp_and_ns_behind_stacked_tags_reach_no_other_vm);
 
 /// SPEC "Must be delivered" 4 lets an RS from A's addresses through, and OVS cannot see an RS's
 /// options, so A can make the gateway cache any MAC for A's *own* address (RFC 4861 6.2.6: a
@@ -691,18 +703,7 @@ fn uplink_ipv6_to_an_owned_address(mode: ArpMode) {
     ovs.send_capture(BR, "upstream", &hello.hex());
 
     let udp = |dl_dst: Mac, src: Ipv6Addr, dl_src: Mac, dst: Ipv6Addr| {
-        let h = Ipv6 {
-            src,
-            dst,
-            next_header: IPPROTO_UDP,
-            hop_limit: 64,
-        };
-        fr::ipv6_frame(
-            dl_dst,
-            dl_src,
-            &h,
-            &fr::udp_v6(src, dst, 4000, 5000, b"data"),
-        )
+        udp6(dl_dst, dl_src, src, dst, b"data")
     };
     let multicast = fr::ipv6_multicast_mac("ff02::1".parse().unwrap());
     for dst in [A6, A_LLA] {
@@ -738,15 +739,7 @@ fn uplink_ipv6_to_an_owned_address(mode: ArpMode) {
     check(results);
 }
 
-#[test]
-fn uplink_ipv6_to_an_owned_address_reaches_its_owner_whatever_the_mac_direct_mode() {
-    uplink_ipv6_to_an_owned_address(ArpMode::Direct);
-}
-
-#[test]
-fn uplink_ipv6_to_an_owned_address_reaches_its_owner_whatever_the_mac_responder_mode() {
-    uplink_ipv6_to_an_owned_address(ArpMode::Responder);
-}
+in_both_modes!(uplink_ipv6_to_an_owned_address: uplink_ipv6_to_an_owned_address_reaches_its_owner_whatever_the_mac);
 
 /// SPEC "Must be delivered" 12: unicast to a learned MAC goes to its port. `NORMAL` never learns
 /// the gateway's MAC on a guarded bridge: the gateway's ARP and NS are steered and its unicast to
@@ -758,20 +751,6 @@ fn unicast_to_a_mac_no_vm_has(mode: ArpMode) {
     let (ovs, _keys) = install(mode);
     let internet4 = Ipv4Addr::new(192, 0, 2, 80);
     let internet6: Ipv6Addr = "2001:db8:ffff::80".parse().unwrap();
-    let udp6 = |dl_dst: Mac, dl_src: Mac, src: Ipv6Addr, dst: Ipv6Addr| {
-        let h = Ipv6 {
-            src,
-            dst,
-            next_header: IPPROTO_UDP,
-            hop_limit: 64,
-        };
-        fr::ipv6_frame(
-            dl_dst,
-            dl_src,
-            &h,
-            &fr::udp_v6(src, dst, 40000, 53, b"secret query"),
-        )
-    };
     let udp4 = |dl_dst: Mac, dl_src: Mac, src: Ipv4Addr, dst: Ipv4Addr| {
         let h = Ipv4::new(src, dst, IPPROTO_UDP);
         fr::ipv4_frame(
@@ -793,7 +772,7 @@ fn unicast_to_a_mac_no_vm_has(mode: ArpMode) {
             &ns_body(A6, &[lla(1, GW_MAC)]),
         ),
         udp4(A_MAC, GW_MAC, internet4, A4),
-        udp6(A_MAC, GW_MAC, internet6, A6),
+        udp6(A_MAC, GW_MAC, internet6, A6, b"answer"),
     ] {
         ovs.send_capture(BR, "upstream", &f.hex());
     }
@@ -827,7 +806,7 @@ fn unicast_to_a_mac_no_vm_has(mode: ArpMode) {
             &ovs,
             "A's IPv6 via the gateway's MAC",
             "vnetA",
-            &udp6(GW_MAC, A_MAC, A6, internet6),
+            &udp6(GW_MAC, A_MAC, A6, internet6, b"secret query"),
             &["upstream"],
         ),
         delivered(
@@ -862,15 +841,7 @@ fn unicast_to_a_mac_no_vm_has(mode: ArpMode) {
     check(results);
 }
 
-#[test]
-fn unicast_to_a_mac_no_vm_has_goes_to_the_uplinks_only_direct_mode() {
-    unicast_to_a_mac_no_vm_has(ArpMode::Direct);
-}
-
-#[test]
-fn unicast_to_a_mac_no_vm_has_goes_to_the_uplinks_only_responder_mode() {
-    unicast_to_a_mac_no_vm_has(ArpMode::Responder);
-}
+in_both_modes!(unicast_to_a_mac_no_vm_has: unicast_to_a_mac_no_vm_has_goes_to_the_uplinks_only);
 
 /// RFC 4861 7.1.1: a host ignores an NS whose hop limit is not 255 (it may come from off-link).
 /// In responder mode the switch must not answer one in the owner's name: the owner gets it, as
