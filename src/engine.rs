@@ -1146,22 +1146,6 @@ impl<'a> Guard<'a> {
                 }
             },
         };
-        let on_bridge = if index.row.ports.contains(&found.name) {
-            true
-        } else {
-            // Found by MAC under a name we did not ask the bridge about: ask once more.
-            let (r, _) = self
-                .ovs
-                .query(self.bridge(), &[found.name.as_str()], &[])
-                .map_err(self.ovs_err(format!("domain {}: cannot read OVS", dom.name)))?;
-            r.ports.contains(&found.name)
-        };
-        if !on_bridge {
-            return Err(err(
-                "source bridge",
-                format!("OVS port {} is not on bridge {}", found.name, self.bridge()),
-            ));
-        }
         // An uplink is trusted whatever it sends, and the bridge's own port is the host: a VM's
         // flows there would overlap the uplink's admission flows.
         let uplink = self.cfg.uplinks.iter().any(|u| match u {
@@ -1181,6 +1165,22 @@ impl<'a> Guard<'a> {
                     },
                     self.bridge()
                 ),
+            ));
+        }
+        let on_bridge = if index.row.ports.contains(&found.name) {
+            true
+        } else {
+            // Found by MAC under a name we did not ask the bridge about: ask once more.
+            let (r, _) = self
+                .ovs
+                .query(self.bridge(), &[found.name.as_str()], &[])
+                .map_err(self.ovs_err(format!("domain {}: cannot read OVS", dom.name)))?;
+            r.ports.contains(&found.name)
+        };
+        if !on_bridge {
+            return Err(err(
+                "source bridge",
+                format!("OVS port {} is not on bridge {}", found.name, self.bridge()),
             ));
         }
         found.ofport.ok_or_else(|| {

@@ -283,7 +283,7 @@ fn base_uplinks(cfg: &Config, ovs: &Ovs, given: &BTreeMap<String, OfPort>) -> Re
             Uplink::Port(p) => Some(p.as_str().to_ascii_lowercase()),
         })
         .collect();
-    unused_ofports(given, &names, || {
+    refuse_unknown_ofports(given, &names, || {
         let list = if names.is_empty() {
             "none".to_string()
         } else {
@@ -327,7 +327,7 @@ fn print_flows(
             dev.into_iter().chain(i.mac.map(|m| m.to_string()))
         })
         .collect();
-    unused_ofports(given, &names, || {
+    refuse_unknown_ofports(given, &names, || {
         format!(
             "the <target dev> or MAC of an interface of domain {} ({})",
             parsed.name,
@@ -338,7 +338,7 @@ fn print_flows(
     for w in &dom.warnings {
         log.warn(&format!("vm={} warning: {w}", dom.name));
     }
-    let mut lines = Vec::new();
+    let mut flows = Vec::new();
     for iface in &dom.interfaces {
         let by_dev = iface
             .dev
@@ -367,9 +367,9 @@ fn print_flows(
             }
         };
         let key = IfaceKey::derive(&dom.uuid, iface.mac);
-        lines.extend(interface_flows(iface, key, port, cfg.arp_mode));
+        flows.extend(interface_flows(iface, key, port, cfg.arp_mode));
     }
-    for f in lines {
+    for f in flows {
         vmguard::outln!("{f}");
     }
     Ok(())
@@ -377,7 +377,7 @@ fn print_flows(
 
 /// Refuses `--ofport` names that match nothing (a typo would otherwise be ignored and the
 /// number read from OVS, or the flows printed for a port the operator did not mean).
-fn unused_ofports(
+fn refuse_unknown_ofports(
     given: &BTreeMap<String, OfPort>,
     names: &[String],
     expected: impl Fn() -> String,

@@ -258,11 +258,13 @@ serde_via_str!(MacAddr, OfPort, PortName, DomainUuid);
 /// Compares names as people read them, runs of digits as numbers: `vm-2` before `vm-10`,
 /// `vm9` before `vm12`. Names equal that way (`vm01`, `vm1`) fall back to their bytes.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn digits(s: &[u8]) -> usize {
+        s.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
     fn unpadded(s: &[u8]) -> &[u8] {
         &s[s.iter().take_while(|&&c| c == b'0').count()..]
     }
-    use std::cmp::Ordering;
-    let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
     loop {
         match (x.first(), y.first()) {
@@ -286,6 +288,8 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn names_sort_with_their_numbers_as_numbers() {
         let mut names = vec![
@@ -301,8 +305,6 @@ mod tests {
         );
         assert_eq!(natural_cmp("x", "x"), std::cmp::Ordering::Equal);
     }
-
-    use super::*;
 
     #[test]
     fn mac_round_trip_and_case() {
