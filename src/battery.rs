@@ -14,6 +14,8 @@ use crate::frames::{
 pub enum Expect {
     /// Forwarded somewhere (not dropped).
     Pass,
+    /// Forwarded to the uplinks and to no other port (unicast no VM may receive).
+    Uplinks,
     /// Dropped by the switch.
     Drop,
 }
@@ -68,6 +70,16 @@ pub fn probes(iface: &GuardedInterface) -> Vec<Probe> {
     };
     let icmp6 = |src, dst, t, body: &[u8]| frames::icmpv6(src, dst, t, 0, body);
     let mut out = vec![
+        Probe {
+            label: "legit: IPv6 unicast to the gateway's MAC (not flooded)",
+            frame: frames::ipv6_frame(
+                GATEWAY_MAC,
+                mac,
+                &v6(lla, foreign6, IPPROTO_UDP),
+                &frames::udp_v6(lla, foreign6, 5353, 5353, b"probe"),
+            ),
+            expect: Expect::Uplinks,
+        },
         Probe {
             label: "legit: DHCPv4 discover from 0.0.0.0",
             frame: frames::ipv4_frame(

@@ -964,6 +964,16 @@ impl<'a> Guard<'a> {
             "bridge {}: cannot read the datapath's ports",
             self.bridge()
         )))?;
+        // The datapath names of the uplinks (LOCAL's is the bridge's).
+        let uplinks: Vec<&str> = self
+            .cfg
+            .uplinks
+            .iter()
+            .map(|u| match u {
+                Uplink::Port(p) => p.as_str(),
+                Uplink::Local => self.bridge(),
+            })
+            .collect();
         probes(&iface.record.interface())
             .into_iter()
             .map(|p| {
@@ -975,11 +985,24 @@ impl<'a> Guard<'a> {
                         iface.record.domain, iface.record.mac
                     )))?;
                 let dropped = actions == "drop";
+                let outputs = crate::ovs::name_dp_ports(&actions, &names);
+                let ok = match p.expect {
+                    Expect::Drop => dropped,
+                    Expect::Pass => !dropped,
+                    Expect::Uplinks => {
+                        let ports: Vec<&str> = outputs
+                            .split(',')
+                            .filter(|o| names.values().any(|n| n == o))
+                            .collect();
+                        ports.iter().all(|o| uplinks.contains(o))
+                            && (uplinks.is_empty() || !ports.is_empty())
+                    }
+                };
                 Ok(ProbeResult {
                     label: p.label,
                     expect: p.expect,
-                    ok: dropped == (p.expect == Expect::Drop),
-                    outputs: crate::ovs::name_dp_ports(&actions, &names),
+                    ok,
+                    outputs,
                     actions,
                 })
             })

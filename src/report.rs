@@ -76,7 +76,7 @@ pub fn verify(audit: &Audit, probes: &[Vec<ProbeResult>], as_json: bool) -> bool
         for p in results {
             let verdict = if p.ok { "pass" } else { "FAIL" };
             vmguard::outln!(
-                "  {verdict:4}  {:55} expect {:4}  got {}",
+                "  {verdict:4}  {:55} expect {:7}  got {}",
                 p.label,
                 format!("{:?}", p.expect).to_lowercase(),
                 p.outputs

@@ -1401,6 +1401,52 @@ fn verify_reports_drift_by_vm_and_foreign_flows() {
     assert_foreign_flow_untouched(&ovs, "verify");
 }
 
+/// The battery proves on the live switch that a VM's unicast to the gateway is not flooded to
+/// the other VMs: with the base flow that sends unicast for MACs no VM has to the uplinks
+/// removed by hand, `NORMAL` floods it (it never learns the gateway's MAC) and the probe fails.
+#[test]
+fn verify_probe_fails_when_unicast_to_the_gateway_floods() {
+    const PROBE: &str = "legit: IPv6 unicast to the gateway's MAC (not flooded)";
+    let (ovs, vg) = prepared();
+    let (a, b) = (vm(1), vm(2));
+    for v in [&a, &b] {
+        plug(&ovs, v);
+        vg.run(&["apply"], &v.xml()).ok();
+    }
+    let probe_of = |run: &Run| {
+        let j = json(run);
+        j["ports"][0]["probes"]
+            .as_array()
+            .expect("ports[].probes[]")
+            .iter()
+            .find(|p| p["probe"] == PROBE)
+            .unwrap_or_else(|| panic!("no probe {PROBE:?}: {j:#}"))
+            .clone()
+    };
+    let good = probe_of(&verify(&vg, &["--json"], 0, "a guarded bridge"));
+    assert_eq!(good["ok"], true, "{good:#}");
+    assert_eq!(good["outputs"], UPLINK, "{good:#}");
+
+    ofctl14(
+        &ovs,
+        &[
+            "del-flows",
+            "--strict",
+            BR,
+            "table=60,priority=100,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00",
+        ],
+    );
+    let bad = probe_of(&verify(
+        &vg,
+        &["--json"],
+        1,
+        "without the unicast-to-uplinks flow",
+    ));
+    assert_eq!(bad["ok"], false, "a flood must fail the probe: {bad:#}");
+    let outputs = bad["outputs"].as_str().unwrap_or_default();
+    assert!(outputs.contains(&b.dev), "flooded to B: {bad:#}");
+}
+
 #[test]
 fn status_counts_drops_per_vm_and_reason() {
     let (ovs, vg) = prepared();
