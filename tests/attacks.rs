@@ -688,23 +688,6 @@ fn uplink_ipv6_to_an_owned_address(mode: ArpMode) {
             &["upstream"],
         ));
     }
-    // NORMAL learns where the gateway is.
-    let hello = fr::ipv6_frame(
-        fr::ipv6_multicast_mac("ff02::1".parse().unwrap()),
-        GW_MAC,
-        &Ipv6 {
-            src: GW6,
-            dst: "ff02::1".parse().unwrap(),
-            next_header: IPPROTO_UDP,
-            hop_limit: 64,
-        },
-        &fr::udp_v6(GW6, "ff02::1".parse().unwrap(), 9, 9, b"hello"),
-    );
-    ovs.send_capture(BR, "upstream", &hello.hex());
-
-    let udp = |dl_dst: Mac, src: Ipv6Addr, dl_src: Mac, dst: Ipv6Addr| {
-        udp6(dl_dst, dl_src, src, dst, b"data")
-    };
     let multicast = fr::ipv6_multicast_mac("ff02::1".parse().unwrap());
     for dst in [A6, A_LLA] {
         for (label, dl_dst) in [
@@ -714,7 +697,7 @@ fn uplink_ipv6_to_an_owned_address(mode: ArpMode) {
             ("a multicast MAC", multicast),
             ("A's MAC", A_MAC),
         ] {
-            let frame = udp(dl_dst, GW6, GW_MAC, dst);
+            let frame = udp6(dl_dst, GW_MAC, GW6, dst, b"data");
             let mut want = frame.bytes().to_vec();
             want[..6].copy_from_slice(&A_MAC);
             let out = ovs.send_capture(BR, "upstream", &frame.hex());
@@ -733,7 +716,7 @@ fn uplink_ipv6_to_an_owned_address(mode: ArpMode) {
         &ovs,
         "B's IPv6 to A's 2001:db8::a via the router's MAC",
         "vnetB",
-        &udp(GW_MAC, B_LLA, B_MAC, A6),
+        &udp6(GW_MAC, B_MAC, B_LLA, A6, b"data"),
         &["upstream"],
     ));
     check(results);
